@@ -1,0 +1,13 @@
+import { PGlite } from '@electric-sql/pglite';
+let t=Date.now();
+const db = new PGlite();
+await db.waitReady;
+console.log('start ms', Date.now()-t, process.memoryUsage().rss/1e6|0);
+console.log((await db.query("select pg_current_xact_id()::text as x, pg_snapshot_xmin(pg_current_snapshot())::text as m, gen_random_uuid() u, now() n, 1::bigint b, 1.5::numeric nu, version() v")).rows);
+t=Date.now();
+const dump = await db.dumpDataDir('gzip');
+console.log('dump', Date.now()-t, dump.size);
+t=Date.now();
+const db2 = new PGlite({loadDataDir: dump});
+await db2.waitReady;
+console.log('restore ms', Date.now()-t, process.memoryUsage().rss/1e6|0);

@@ -1,0 +1,158 @@
+import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { createAuthenticator, credentialsFromHeaders, type Authenticate } from './auth/authenticate.js';
+import { createJwtVerifier } from './auth/jwt.js';
+import { principalId, type Principal } from './auth/principal.js';
+import type { Config } from './config.js';
+import { customerRoutes } from './customers/routes.js';
+import { openDatabase, type Database } from './db/database.js';
+import { migrateToLatest } from './db/migrator.js';
+import { eventRoutes } from './events/routes.js';
+import { factoryRoutes } from './factories/routes.js';
+import { registerErrorHandling } from './http/error-handler.js';
+import { ProblemError } from './http/problems.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { healthRoutes } from './observability/health-routes.js';
+import { orderRoutes } from './orders/routes.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    database: Database;
+    metrics: Metrics;
+    authenticate: Authenticate;
+  }
+  interface FastifyRequest {
+    principal?: Principal;
+    authError?: ProblemError;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  /** An open database to use (tests, tools); otherwise one is opened from the config and closed with the app. */
+  database?: Database;
+  /** Pino options, or false for none. Defaults to the config's level with secrets redacted. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers["x-api-key"]', 'headers.authorization', 'headers["x-api-key"]'];
+
+/** Builds the whole service without listening: `server.ts` runs it, tests drive it over HTTP. */
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const { config } = opts;
+  const app = Fastify({
+    logger: opts.logger ?? { level: config.LOG_LEVEL, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // Slow clients may not hold a connection open for ever (slowloris).
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    trustProxy: true,
+    routerOptions: { maxParamLength: 200 },
+  }).withTypeProvider<ZodTypeProvider>();
+
+  // JSON only: any other body type is a 415, not a string the schemas then misread.
+  app.removeContentTypeParser(['text/plain']);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerErrorHandling(app);
+
+  const database =
+    opts.database ??
+    (await openDatabase(
+      config.DATABASE_URL
+        ? { url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, logger: app.log }
+        : { dataDir: config.DATA_DIR, logger: app.log },
+    ));
+  // The embedded database belongs to this process: bring it up to date on start. A shared
+  // Postgres is migrated by `npm run db:migrate` as a deployment step (readyz reports if not).
+  if (database.kind === 'embedded' && !opts.database) await migrateToLatest(database.db);
+  if (!opts.database) app.addHook('onClose', () => database.close());
+
+  const jwt = createJwtVerifier({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY, issuer: config.JWT_ISSUER });
+  app.decorate('config', config);
+  app.decorate('database', database);
+  app.decorate('metrics', createMetrics(database));
+  app.decorate('authenticate', createAuthenticator(database.db, jwt));
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    app.metrics.httpDuration.observe(
+      { method: req.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'orderstream',
+        version: '1.0.0',
+        description:
+          'Real-time order tracking for a PCB / PCBA manufacturing network. Errors are application/problem+json (RFC 9457).',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+      security: [{ bearer: [] }, { apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger());
+
+  // Who is calling is settled first, without failing yet, so the rate limiter can count
+  // anonymous and refused callers by address and known ones by identity.
+  app.addHook('onRequest', async (req) => {
+    const credentials = credentialsFromHeaders(req.headers);
+    if (credentials.apiKey === undefined && credentials.bearer === undefined) return;
+    try {
+      req.principal = await app.authenticate(credentials);
+    } catch (err) {
+      if (err instanceof ProblemError) req.authError = err;
+      else throw err;
+    }
+  });
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'onRequest',
+    timeWindow: 60_000,
+    keyGenerator: (req) => (req.principal ? principalId(req.principal) : `ip:${req.ip}`),
+    max: (req) => (req.principal ? config.RATE_LIMIT_PER_MINUTE : config.RATE_LIMIT_ANONYMOUS_PER_MINUTE),
+    errorResponseBuilder: (_req, ctx) =>
+      new ProblemError(429, 'rate-limited', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`),
+  });
+
+  await app.register(healthRoutes);
+  await app.register(async (api) => {
+    // Every route in this context needs a verified caller; refused before the body is read.
+    api.addHook('preParsing', async (req) => {
+      if (req.authError) throw req.authError;
+      if (!req.principal) throw new ProblemError(401, 'unauthorized', 'credentials required: Authorization: Bearer <token> or X-API-Key');
+    });
+    await api.register(customerRoutes);
+    await api.register(factoryRoutes);
+    await api.register(orderRoutes);
+    await api.register(eventRoutes);
+  });
+
+  return app;
+}

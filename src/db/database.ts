@@ -1,0 +1,73 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PGliteDialect, PostgresDialect, type LogEvent } from 'kysely';
+import pg from 'pg';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { DB } from './schema.js';
+
+export type DatabaseKind = 'postgres' | 'embedded';
+
+/** One handle on the store of truth, whichever engine is behind it. */
+export interface Database {
+  readonly kind: DatabaseKind;
+  readonly db: Kysely<DB>;
+  /** The raw pool (real Postgres only): the stream tailer needs a dedicated LISTEN connection. */
+  readonly pool?: pg.Pool;
+  /** The PGlite instance (embedded only). */
+  readonly pglite?: PGlite;
+  close(): Promise<void>;
+}
+
+export type DatabaseOptions =
+  | { url: string; poolSize?: number; statementTimeoutMs?: number; logger?: Logger }
+  | { dataDir: string; logger?: Logger }
+  | { pglite: PGlite; logger?: Logger };
+
+// How values come back, the same on both engines: int8 as a JS number (every int8 we store stays
+// far below 2^53: positions, counts), numeric as a string, timestamptz as a Date.
+const INT8_OID = 20;
+const pgTypes = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format),
+};
+
+function queryLog(logger: Logger | undefined) {
+  if (!logger) return undefined;
+  return (event: LogEvent) => {
+    if (event.level === 'error') {
+      logger.debug({ sql: event.query.sql, ms: event.queryDurationMillis, err: event.error }, 'query failed');
+    } else if (logger.level === 'debug' || logger.level === 'trace') {
+      logger.debug({ sql: event.query.sql, ms: event.queryDurationMillis }, 'query');
+    }
+  };
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if ('url' in options) {
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: 5_000,
+      // A stuck statement or an abandoned transaction must not hold rows or the stream tail back.
+      statement_timeout: options.statementTimeoutMs ?? 15_000,
+      idle_in_transaction_session_timeout: 15_000,
+      types: pgTypes,
+    });
+    // An idle client that loses its server emits 'error' on the pool; without a listener it crashes.
+    pool.on('error', (err) => options.logger?.warn({ err }, 'idle database connection lost'));
+    const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: queryLog(options.logger) });
+    return { kind: 'postgres', db, pool, close: () => db.destroy() };
+  }
+  let pglite: PGlite;
+  if ('pglite' in options) {
+    pglite = options.pglite;
+  } else {
+    const dir = resolve(options.dataDir, 'pgdata');
+    mkdirSync(dir, { recursive: true });
+    pglite = new PGlite(dir);
+  }
+  await pglite.waitReady;
+  const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite }), log: queryLog(options.logger) });
+  return { kind: 'embedded', db, pglite, close: () => db.destroy() };
+}

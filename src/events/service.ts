@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { principalId, type Principal } from '../auth/principal.js';
+import type { DB } from '../db/schema.js';
+import { forbidden, idempotencyMismatch, jsonPath, problem, ProblemError, type Problem } from '../http/problems.js';
+import { claimKeys, releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
+import type { OrderState } from '../orders/model.js';
+import { derive } from '../orders/projection.js';
+import { cloneState, lockOrders, saveOrderState } from '../orders/repository.js';
+import { maySee } from '../orders/service.js';
+import { eventsById, insertEvents, type NewEvent } from './repository.js';
+import { applyEvent, shippingOwners } from './rules.js';
+import { eventInputSchema, type Event, type EventInput } from './schemas.js';
+
+/** One status update to append: from a single POST or one item of a batch. */
+export interface AppendRequest {
+  orderId: string;
+  idempotencyKey?: string;
+  body: unknown;
+  /** Where the item's fields sit in the request, for error paths: `body` or `events[3]`. */
+  path: string;
+}
+
+export interface AppendResult {
+  status: number;
+  event?: Event;
+  error?: Problem;
+}
+
+export interface AppendObserver {
+  accepted(type: string): void;
+  rejected(type: string, problem: string): void;
+  replayed(): void;
+}
+
+const FUTURE_TOLERANCE_MS = 5 * 60_000;
+const FACTORY_TYPES = new Set(['stage_started', 'stage_progress', 'stage_completed', 'quality_issue', 'shipped', 'delivered', 'note']);
+
+const failure = (err: ProblemError): AppendResult => ({ status: err.status, error: err.toProblem() });
+
+/** Validates an item on its own: its schema, its time, and whether this kind of caller may post its type. */
+function parseItem(p: Principal, req: AppendRequest, now: Date): EventInput | ProblemError {
+  const parsed = eventInputSchema.safeParse(req.body);
+  if (!parsed.success) {
+    const errors = parsed.error.issues.map((i) => ({ path: jsonPath(i.path, req.path), message: i.message }));
+    return new ProblemError(400, 'validation-failed', `invalid ${errors.map((e) => e.path).join(', ')}`, { errors });
+  }
+  const input = parsed.data;
+  if (input.occurredAt && new Date(input.occurredAt).getTime() > now.getTime() + FUTURE_TOLERANCE_MS) {
+    const path = `${req.path}.occurredAt`;
+    return new ProblemError(400, 'validation-failed', `invalid ${path}`, {
+      errors: [{ path, message: 'may not be more than 5 minutes in the future' }],
+    });
+  }
+  if (p.role === 'factory' && !FACTORY_TYPES.has(input.type)) {
+    return forbidden(`factory systems may not post ${input.type}; ops do`);
+  }
+  return input;
+}
+
+/** A factory posts only for the steps assigned to it (shipping: the shipping step or the route's last). */
+function checkOwnership(p: Principal, state: OrderState, input: EventInput): ProblemError | undefined {
+  if (p.role !== 'factory') return undefined;
+  if (input.type === 'shipped' || input.type === 'delivered') {
+    return shippingOwners(state).has(p.factoryId) ? undefined : forbidden(`only the shipping factory of this order may post ${input.type}`);
+  }
+  const stage = 'stage' in input ? input.stage : undefined;
+  if (!stage) return undefined;
+  const step = state.steps.find((s) => s.stage === stage);
+  if (step && step.factoryId !== p.factoryId) return forbidden(`stage ${stage} of this order is assigned to another factory`);
+  return undefined;
+}
+
+/**
+ * Appends status updates, each judged on its own: in one transaction, every accepted event is
+ * appended with the next seq of its order and the order's projection is advanced, while a
+ * refused item changes nothing. Orders are row-locked, so writes to one order queue and writes
+ * to different orders never wait for each other. Results come back in the items' order.
+ */
+export async function appendEvents(
+  db: Kysely<DB>,
+  p: Principal,
+  requests: AppendRequest[],
+  observer?: AppendObserver,
+  now = new Date(),
+): Promise<AppendResult[]> {
+  if (p.role === 'customer') throw forbidden('customers read orders; they do not post events');
+  const scope = principalId(p);
+  const results: Array<AppendResult | undefined> = new Array(requests.length);
+  const inputs = requests.map((r) => parseItem(p, r, now));
+
+  // Rerouting to a factory that does not exist is bad input, caught before any lock is taken.
+  const targets = [...new Set(inputs.flatMap((i) => (!(i instanceof ProblemError) && i.type === 'rerouted' ? [i.factoryId] : [])))];
+  const known = new Set(
+    targets.length ? (await db.selectFrom('factories').select('id').where('id', 'in', targets).execute()).map((f) => f.id) : [],
+  );
+  inputs.forEach((input, i) => {
+    if (input instanceof ProblemError) results[i] = failure(input);
+    else if (input.type === 'rerouted' && !known.has(input.factoryId)) {
+      const path = `${requests[i]!.path}.factoryId`;
+      results[i] = failure(new ProblemError(400, 'validation-failed', `invalid ${path}`, { errors: [{ path, message: 'no such factory' }] }));
+    }
+  });
+
+  // One claim per distinct key; a key repeated inside the batch answers like a retry of its first use.
+  const claims = new Map<string, Claim & { first: number }>();
+  const sameKeyAs = new Map<number, number>();
+  requests.forEach((r, i) => {
+    if (results[i] || !r.idempotencyKey) return;
+    const hash = requestHash({ orderId: r.orderId, event: inputs[i] });
+    const earlier = claims.get(r.idempotencyKey);
+    if (!earlier) claims.set(r.idempotencyKey, { key: r.idempotencyKey, hash, resourceId: randomUUID(), first: i });
+    else if (earlier.hash !== hash) results[i] = { status: 422, error: idempotencyProblem() };
+    else sameKeyAs.set(i, earlier.first);
+  });
+
+  await db.transaction().execute(async (tx) => {
+    const outcomes: Map<string, ClaimOutcome> = await claimKeys(tx, scope, [...claims.values()]);
+    const replays = new Map<number, string>();
+    for (const c of claims.values()) {
+      const o = outcomes.get(c.key)!;
+      if (o.kind === 'mismatch') results[c.first] = { status: 422, error: idempotencyProblem() };
+      else if (o.kind === 'replay') replays.set(c.first, o.resourceId);
+    }
+
+    const pending = requests.map((_, i) => i).filter((i) => !results[i] && !replays.has(i) && !sameKeyAs.has(i));
+    const locked = await lockOrders(tx, pending.map((i) => requests[i]!.orderId));
+    const current = new Map<string, OrderState>();
+    for (const [id, { state }] of locked) current.set(id, state);
+
+    const events: NewEvent[] = [];
+    const failedKeys: string[] = [];
+    for (const i of pending) {
+      const req = requests[i]!;
+      const input = inputs[i] as EventInput;
+      const entry = locked.get(req.orderId);
+      const state = current.get(req.orderId);
+      try {
+        if (!entry || !state || !maySee(p, entry.row, state.steps.map((s) => ({ factory_id: s.factoryId })))) {
+          throw new ProblemError(404, 'not-found', 'order not found');
+        }
+        const denied = checkOwnership(p, state, input);
+        if (denied) throw denied;
+        const next = cloneState(state);
+        const at = input.occurredAt ? new Date(input.occurredAt) : now;
+        const recorded = applyEvent(next, input, at);
+        next.lastSeq += 1;
+        current.set(req.orderId, next);
+        events.push({
+          id: (req.idempotencyKey && claims.get(req.idempotencyKey)?.resourceId) || randomUUID(),
+          orderId: req.orderId,
+          customerId: state.customerId,
+          seq: next.lastSeq,
+          type: input.type,
+          ...recorded,
+          actor: scope,
+          occurredAt: at,
+        });
+        results[i] = { status: 201 };
+      } catch (err) {
+        if (!(err instanceof ProblemError)) throw err;
+        results[i] = failure(err);
+        if (req.idempotencyKey) failedKeys.push(req.idempotencyKey);
+      }
+    }
+
+    const inserted = await insertEvents(tx, events);
+    const byId = new Map(inserted.map((e) => [e.id, e]));
+    let k = 0;
+    for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
+
+    for (const [id, state] of current) {
+      const before = locked.get(id)!.state;
+      if (state !== before) await saveOrderState(tx, before, state, derive(state, now), now);
+    }
+    await releaseKeys(tx, scope, failedKeys);
+
+    const replayed = await eventsById(tx, [...replays.values()]);
+    for (const [i, eventId] of replays) {
+      const event = replayed.get(eventId);
+      results[i] = event ? { status: 200, event } : { status: 409, error: problem(409, 'idempotency-key-in-use', 'this Idempotency-Key belongs to another kind of request') };
+    }
+  });
+
+  for (const [i, first] of sameKeyAs) {
+    const r = results[first]!;
+    results[i] = r.status === 201 ? { status: 200, event: r.event } : r;
+  }
+  const final = results as AppendResult[];
+  if (observer) {
+    final.forEach((r, i) => {
+      const type = inputs[i] instanceof ProblemError ? 'invalid' : (inputs[i] as EventInput).type;
+      if (r.status === 201) observer.accepted(type);
+      else if (r.status === 200) observer.replayed();
+      else observer.rejected(type, r.error?.type.split('/').at(-1) ?? 'unknown');
+    });
+  }
+  return final;
+}
+
+const idempotencyProblem = (): Problem => idempotencyMismatch().toProblem();

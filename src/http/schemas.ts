@@ -1,0 +1,34 @@
+import countries from 'i18n-iso-countries';
+import { z } from 'zod';
+
+// Building blocks shared by every capability's request and response schemas.
+
+export const uuid = z.uuid();
+export const idParams = z.object({ id: z.uuid() });
+
+/** ISO 3166-1 alpha-2, upper case (lower case is accepted and normalised). */
+export const countryCode = z
+  .string()
+  .length(2)
+  .transform((s) => s.toUpperCase())
+  .refine((s) => countries.isValid(s), 'must be an ISO 3166-1 alpha-2 country code');
+
+/** A bounded, trimmed, printable line of text: no control characters, no NUL bytes. */
+export const text = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+
+export const isoDateTime = z.iso.datetime({ offset: true });
+export const timestamp = z.date().transform((d) => d.toISOString()).pipe(z.string());
+
+export const problemSchema = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string().optional(),
+  errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+});

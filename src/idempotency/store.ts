@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { DB } from '../db/schema.js';
+import { ProblemError } from '../http/problems.js';
+
+export interface Claim {
+  key: string;
+  hash: string;
+  /** The id the new resource will get if this claim wins. */
+  resourceId: string;
+}
+
+export type ClaimOutcome = { kind: 'claimed' } | { kind: 'replay'; resourceId: string } | { kind: 'mismatch' };
+
+/** A stable hash of a request: the same JSON value gives the same hash whatever its key order. */
+export function requestHash(value: unknown): string {
+  return createHash('sha256').update(stableJson(value)).digest('hex');
+}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${stableJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/**
+ * Claims idempotency keys inside the caller's transaction. A key first seen here is inserted
+ * (and stays only if the transaction commits); a key another transaction is inserting makes this
+ * one wait on the unique index until that one commits or rolls back, so concurrent retries of
+ * one request resolve to exactly one winner. Keys are claimed in sorted order, so two batches
+ * sharing keys cannot deadlock on each other.
+ */
+export async function claimKeys(tx: Transaction<DB>, scope: string, claims: Claim[]): Promise<Map<string, ClaimOutcome>> {
+  const outcomes = new Map<string, ClaimOutcome>();
+  if (!claims.length) return outcomes;
+  const sorted = [...claims].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const inserted = await tx
+    .insertInto('idempotency_keys')
+    .values(sorted.map((c) => ({ scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })))
+    .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+    .returning('key')
+    .execute();
+  const won = new Set(inserted.map((r) => r.key));
+  const lost = sorted.filter((c) => !won.has(c.key));
+  const existing = lost.length
+    ? await tx
+        .selectFrom('idempotency_keys')
+        .select(['key', 'request_hash', 'resource_id'])
+        .where('scope', '=', scope)
+        .where(
+          'key',
+          'in',
+          lost.map((c) => c.key),
+        )
+        .execute()
+    : [];
+  const byKey = new Map(existing.map((r) => [r.key, r]));
+  for (const c of sorted) {
+    if (won.has(c.key)) outcomes.set(c.key, { kind: 'claimed' });
+    else {
+      const row = byKey.get(c.key);
+      // Claimed and given back between our insert and our read: rare, and a retry settles it.
+      if (!row) throw new ProblemError(409, 'idempotency-key-in-flight', `a request with Idempotency-Key ${c.key} is in flight; retry`);
+      outcomes.set(c.key, row.request_hash === c.hash ? { kind: 'replay', resourceId: row.resource_id } : { kind: 'mismatch' });
+    }
+  }
+  return outcomes;
+}
+
+/** Gives back claims whose request failed, so a corrected retry with the same key can succeed. */
+export async function releaseKeys(tx: Transaction<DB>, scope: string, keys: string[]): Promise<void> {
+  if (keys.length) await tx.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', 'in', keys).execute();
+}

@@ -1,0 +1,49 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Database } from '../db/database.js';
+
+/** The service's Prometheus metrics, on a registry of its own (several apps may share a process). */
+export function createMetrics(database: Database) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const eventsAccepted = new Counter({
+    name: 'orderstream_events_accepted_total',
+    help: 'Status updates appended to the event log, by type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  });
+  const eventsRejected = new Counter({
+    name: 'orderstream_events_rejected_total',
+    help: 'Status updates refused, by type and problem',
+    labelNames: ['type', 'problem'] as const,
+    registers: [registry],
+  });
+  const eventsReplayed = new Counter({
+    name: 'orderstream_events_replayed_total',
+    help: 'Status updates answered from their Idempotency-Key without a new event',
+    registers: [registry],
+  });
+  const pool = database.pool;
+  if (pool) {
+    new Gauge({
+      name: 'orderstream_db_pool_connections',
+      help: 'Database pool connections by state',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ state: 'total' }, pool.totalCount);
+        this.set({ state: 'idle' }, pool.idleCount);
+        this.set({ state: 'waiting' }, pool.waitingCount);
+      },
+    });
+  }
+  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,103 @@
+import { sql, type Kysely, type SqlBool } from 'kysely';
+import type { Principal } from '../auth/principal.js';
+import type { DB, OrderRow } from '../db/schema.js';
+import { badRequest } from '../http/problems.js';
+import { stepsOf } from './repository.js';
+import type { ListOrdersQuery, Order } from './schemas.js';
+import { toOrder } from './service.js';
+
+/**
+ * The keyset cursor: the sort key and id of the last row served, plus the reference time of the
+ * first page, so that every page of one walk judges "late", "at risk" and lateness at the same
+ * instant and no order moves between pages as the clock runs.
+ */
+interface PageCursor {
+  s: ListOrdersQuery['sort'];
+  k: string | number;
+  id: string;
+  ref: string;
+}
+
+const encode = (c: PageCursor) => Buffer.from(JSON.stringify(c)).toString('base64url');
+
+function decode(text: string, sort: ListOrdersQuery['sort']): PageCursor {
+  try {
+    const c = JSON.parse(Buffer.from(text, 'base64url').toString()) as PageCursor;
+    if (c.s === sort && typeof c.id === 'string' && /^[0-9a-f-]{36}$/.test(c.id) && !Number.isNaN(Date.parse(c.ref))) return c;
+  } catch {
+    // fall through
+  }
+  throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'not a cursor of this listing (sort must not change between pages)' }]);
+}
+
+const unfinished = sql<SqlBool>`orders.status in ('open', 'on_hold', 'shipped')`;
+
+/** Lateness in seconds as of ref: how far past its promise the order is (or was delivered); cancelled last. */
+const lateness = (ref: Date) =>
+  sql<number>`coalesce(extract(epoch from (coalesce(orders.delivered_at, case when ${unfinished} then ${ref}::timestamptz end) - orders.promised_at)), -1e15)::float8`;
+
+/** Orders the caller may see, filtered, in keyset pages. */
+export async function listOrders(
+  db: Kysely<DB>,
+  p: Principal,
+  q: ListOrdersQuery,
+  now = new Date(),
+): Promise<{ items: Order[]; nextCursor: string | null }> {
+  const cursor = q.cursor ? decode(q.cursor, q.sort) : undefined;
+  const ref = cursor ? new Date(cursor.ref) : now;
+  const lateExpr = sql<SqlBool>`((${unfinished} and orders.promised_at < ${ref}) or orders.delivered_at > orders.promised_at)`;
+  const atRiskExpr = sql<SqlBool>`(${unfinished} and orders.at_risk_at < ${ref} and orders.promised_at >= ${ref})`;
+  const factoryScope = (factoryId: string) =>
+    sql<SqlBool>`exists (select 1 from order_steps s where s.order_id = orders.id and s.factory_id = ${factoryId})`;
+
+  let query = db
+    .selectFrom('orders')
+    .selectAll('orders')
+    .$if(p.role === 'customer', (qb) => qb.where('orders.customer_id', '=', (p as { customerId: string }).customerId))
+    .$if(p.role === 'factory', (qb) => qb.where(factoryScope((p as { factoryId: string }).factoryId)))
+    .$if(q.status !== undefined, (qb) => qb.where('orders.status', 'in', q.status!))
+    .$if(q.late !== undefined, (qb) => qb.where(q.late ? lateExpr : sql<SqlBool>`not ${lateExpr}`))
+    .$if(q.atRisk !== undefined, (qb) => qb.where(q.atRisk ? atRiskExpr : sql<SqlBool>`not ${atRiskExpr}`))
+    .$if(q.customerId !== undefined, (qb) => qb.where('orders.customer_id', '=', q.customerId!))
+    .$if(q.factoryId !== undefined, (qb) => qb.where(factoryScope(q.factoryId!)))
+    .$if(q.stage !== undefined, (qb) => qb.where(sql<SqlBool>`orders.current_stages @> array[${q.stage!}]::text[]`))
+    .$if(q.country !== undefined, (qb) => qb.where('orders.customer_country', '=', q.country!))
+    .$if(q.promisedBefore !== undefined, (qb) => qb.where('orders.promised_at', '<', new Date(q.promisedBefore!)))
+    .$if(q.promisedAfter !== undefined, (qb) => qb.where('orders.promised_at', '>', new Date(q.promisedAfter!)))
+    .$if(q.product !== undefined, (qb) =>
+      qb.where(sql<SqlBool>`orders.product ilike ${'%' + q.product!.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`),
+    );
+
+  let keyOf: (r: OrderRow & { sort_key?: number }) => string | number;
+  switch (q.sort) {
+    case 'promisedAt':
+      keyOf = (r) => r.promised_at.toISOString();
+      if (cursor) query = query.where(sql<SqlBool>`(orders.promised_at, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
+      query = query.orderBy('orders.promised_at').orderBy('orders.id');
+      break;
+    case '-updatedAt':
+      keyOf = (r) => r.updated_at.toISOString();
+      if (cursor) query = query.where(sql<SqlBool>`(orders.updated_at, orders.id) < (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
+      query = query.orderBy('orders.updated_at', 'desc').orderBy('orders.id', 'desc');
+      break;
+    case '-lateness': {
+      const l = lateness(ref);
+      keyOf = (r) => r.sort_key!;
+      if (cursor) query = query.where(sql<SqlBool>`(${l} < ${cursor.k}::float8 or (${l} = ${cursor.k}::float8 and orders.id > ${cursor.id}::uuid))`);
+      query = query.orderBy(l, 'desc').orderBy('orders.id');
+      break;
+    }
+  }
+  const rows = (await query
+    .$if(q.sort === '-lateness', (qb) => qb.select(lateness(ref).as('sort_key')))
+    .limit(q.limit + 1)
+    .execute()) as Array<OrderRow & { sort_key?: number }>;
+
+  const page = rows.slice(0, q.limit);
+  const steps = await stepsOf(db, page.map((r) => r.id));
+  const items = page.map((r) => toOrder(r, steps.get(r.id) ?? [], ref));
+  const last = page.at(-1);
+  const nextCursor =
+    rows.length > q.limit && last ? encode({ s: q.sort, k: keyOf(last), id: last.id, ref: ref.toISOString() }) : null;
+  return { items, nextCursor };
+}

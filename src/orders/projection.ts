@@ -1,0 +1,116 @@
+import { UNFINISHED, type Derived, type OrderState, type StepState } from './model.js';
+
+const HOUR = 3_600_000;
+const MINUTE = 60_000;
+
+/**
+ * A step's projected finish as a function of the time t at which we look: max(t + lead, floor).
+ * lead = -Infinity means "does not depend on t" and floor = -Infinity "no fixed lower bound".
+ *
+ * - done: it finished at completedAt.
+ * - in progress: it finishes at startedAt + planned, but never before t (an overrunning stage
+ *   is counted as still running).
+ * - pending: it starts when its last predecessor finishes, never before t, and takes its planned
+ *   hours; the max of such functions keeps the same form, so the whole route folds into one pair.
+ */
+interface Finish {
+  lead: number;
+  floor: number;
+}
+
+function stepFinish(step: StepState, finishes: Map<string, Finish>): Finish {
+  if (step.status === 'done') return { lead: -Infinity, floor: step.completedAt!.getTime() };
+  const planned = step.plannedHours * HOUR;
+  if (step.status === 'in_progress') return { lead: 0, floor: step.startedAt!.getTime() + planned };
+  let lead = 0;
+  let floor = -Infinity;
+  for (const dep of step.after) {
+    const f = finishes.get(dep)!;
+    lead = Math.max(lead, f.lead);
+    floor = Math.max(floor, f.floor);
+  }
+  return { lead: lead + planned, floor: floor + planned };
+}
+
+/** The order's projected completion as (lead, floor): max(t + lead, floor) for any time t. */
+export function projectCompletion(steps: readonly StepState[]): Finish {
+  const finishes = new Map<string, Finish>();
+  let lead = 0; // an unfinished order can complete no earlier than now
+  let floor = -Infinity;
+  for (const step of steps) {
+    const f = stepFinish(step, finishes);
+    finishes.set(step.stage, f);
+    lead = Math.max(lead, f.lead);
+    floor = Math.max(floor, f.floor);
+  }
+  return { lead, floor };
+}
+
+export const isReady = (state: OrderState, step: StepState) =>
+  step.status === 'pending' && step.after.every((dep) => state.steps.find((s) => s.stage === dep)?.status === 'done');
+
+/** Derives the stored projection from the state, as seen at `now`. */
+export function derive(state: OrderState, now: Date): Derived {
+  const total = state.steps.reduce((sum, s) => sum + s.plannedHours, 0);
+  const doneWork = state.steps.reduce(
+    (sum, s) => sum + s.plannedHours * (s.status === 'done' ? 1 : s.status === 'in_progress' ? s.progress / 100 : 0),
+    0,
+  );
+  const progress = state.status === 'delivered' ? 100 : total > 0 ? Math.round((doneWork / total) * 1000) / 10 : 0;
+
+  if (!UNFINISHED.includes(state.status)) {
+    return { currentStages: [], progress, projectionLeadMinutes: null, projectionFloorAt: null, atRiskAt: null };
+  }
+  const currentStages = state.steps
+    .filter((s) => s.status === 'in_progress' || (state.status !== 'shipped' && isReady(state, s)))
+    .map((s) => s.stage);
+  const { lead, floor } = projectCompletion(state.steps);
+  const leadMinutes = Math.ceil(lead / MINUTE);
+  const promised = state.promisedAt.getTime();
+  // At risk once t + lead > promised, i.e. after promised - lead; at once if the floor alone passes it.
+  const atRiskAt = floor > promised ? now : new Date(promised - leadMinutes * MINUTE);
+  return {
+    currentStages,
+    progress,
+    projectionLeadMinutes: leadMinutes,
+    projectionFloorAt: Number.isFinite(floor) ? new Date(floor) : null,
+    atRiskAt,
+  };
+}
+
+/** Planned start and end of every step along the route, from the order's creation. */
+export function planRoute(
+  route: ReadonlyArray<{ stage: string; plannedHours: number; after: string[] }>,
+  start: Date,
+): Array<{ plannedStart: Date; plannedEnd: Date }> {
+  const ends = new Map<string, number>();
+  return route.map((step) => {
+    const s = Math.max(start.getTime(), ...step.after.map((d) => ends.get(d)!));
+    const e = s + step.plannedHours * HOUR;
+    ends.set(step.stage, e);
+    return { plannedStart: new Date(s), plannedEnd: new Date(e) };
+  });
+}
+
+/** Time-dependent flags of an order, as of `now`. Late wins over at risk: a late order is not "at risk". */
+export function flagsAt(
+  o: { status: string; promisedAt: Date; deliveredAt: Date | null; atRiskAt: Date | null },
+  now: Date,
+): { late: boolean; atRisk: boolean; lateByMinutes: number } {
+  const unfinished = (UNFINISHED as readonly string[]).includes(o.status);
+  const end = o.deliveredAt ?? (unfinished ? now : null);
+  const lateMs = end ? end.getTime() - o.promisedAt.getTime() : 0;
+  const late = lateMs > 0 && o.status !== 'cancelled';
+  const atRisk = unfinished && !late && o.atRiskAt !== null && now.getTime() > o.atRiskAt.getTime();
+  return { late, atRisk, lateByMinutes: late ? Math.floor(lateMs / MINUTE) : 0 };
+}
+
+/** Projected completion as of `now`; the delivery time once delivered. */
+export function projectedAt(
+  o: { status: string; deliveredAt: Date | null; projectionLeadMinutes: number | null; projectionFloorAt: Date | null },
+  now: Date,
+): Date | null {
+  if (o.deliveredAt) return o.deliveredAt;
+  if (o.projectionLeadMinutes === null) return null;
+  return new Date(Math.max(now.getTime() + o.projectionLeadMinutes * MINUTE, o.projectionFloorAt?.getTime() ?? -Infinity));
+}

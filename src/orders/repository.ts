@@ -1,0 +1,114 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
+import type { Derived, OrderState, OrderStatus, StepState, StepStatus } from './model.js';
+
+export const toStepState = (r: OrderStepRow): StepState => ({
+  position: r.position,
+  stage: r.stage,
+  factoryId: r.factory_id,
+  plannedHours: r.planned_hours,
+  after: r.after,
+  plannedStart: r.planned_start,
+  plannedEnd: r.planned_end,
+  status: r.status as StepStatus,
+  progress: r.progress,
+  startedAt: r.started_at,
+  completedAt: r.completed_at,
+});
+
+export const toOrderState = (r: OrderRow, steps: StepState[]): OrderState => ({
+  id: r.id,
+  customerId: r.customer_id,
+  status: r.status as OrderStatus,
+  promisedAt: r.promised_at,
+  createdAt: r.created_at,
+  holdCause: r.hold_cause,
+  heldAt: r.held_at,
+  shippedAt: r.shipped_at,
+  deliveredAt: r.delivered_at,
+  cancelledAt: r.cancelled_at,
+  lastSeq: r.last_seq,
+  steps,
+});
+
+/** Steps of several orders, grouped by order, in route order. */
+export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<string, OrderStepRow[]>> {
+  const out = new Map<string, OrderStepRow[]>();
+  if (!orderIds.length) return out;
+  const rows = await db.selectFrom('order_steps').selectAll().where('order_id', 'in', orderIds).orderBy('order_id').orderBy('position').execute();
+  for (const r of rows) {
+    const list = out.get(r.order_id) ?? [];
+    list.push(r);
+    out.set(r.order_id, list);
+  }
+  return out;
+}
+
+/**
+ * Loads and row-locks orders for a write. Locks are taken in id order so that two writers
+ * touching the same orders always queue instead of deadlocking; different orders never wait.
+ */
+export async function lockOrders(tx: Transaction<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
+  const out = new Map<string, { row: OrderRow; state: OrderState }>();
+  if (!ids.length) return out;
+  const rows = await tx.selectFrom('orders').selectAll().where('id', 'in', [...new Set(ids)]).orderBy('id').forUpdate().execute();
+  const steps = await stepsOf(tx, rows.map((r) => r.id));
+  for (const r of rows) out.set(r.id, { row: r, state: toOrderState(r, (steps.get(r.id) ?? []).map(toStepState)) });
+  return out;
+}
+
+export function derivedColumns(d: Derived) {
+  return {
+    current_stages: d.currentStages,
+    progress: d.progress,
+    projection_lead_minutes: d.projectionLeadMinutes,
+    projection_floor_at: d.projectionFloorAt,
+    at_risk_at: d.atRiskAt,
+  };
+}
+
+/** Writes back what a write changed: the order's projection and every step that differs. */
+export async function saveOrderState(
+  tx: Transaction<DB>,
+  before: OrderState,
+  after: OrderState,
+  derived: Derived,
+  now: Date,
+): Promise<void> {
+  await tx
+    .updateTable('orders')
+    .set({
+      status: after.status,
+      hold_cause: after.holdCause,
+      held_at: after.heldAt,
+      shipped_at: after.shippedAt,
+      delivered_at: after.deliveredAt,
+      cancelled_at: after.cancelledAt,
+      last_seq: after.lastSeq,
+      last_event_at: now,
+      updated_at: now,
+      ...derivedColumns(derived),
+    })
+    .where('id', '=', after.id)
+    .execute();
+  for (const step of after.steps) {
+    const old = before.steps.find((s) => s.position === step.position)!;
+    if (
+      old.status === step.status &&
+      old.progress === step.progress &&
+      old.factoryId === step.factoryId &&
+      old.startedAt?.getTime() === step.startedAt?.getTime() &&
+      old.completedAt?.getTime() === step.completedAt?.getTime()
+    ) {
+      continue;
+    }
+    await tx
+      .updateTable('order_steps')
+      .set({ status: step.status, progress: step.progress, factory_id: step.factoryId, started_at: step.startedAt, completed_at: step.completedAt })
+      .where('order_id', '=', after.id)
+      .where('position', '=', step.position)
+      .execute();
+  }
+}
+
+export const cloneState = (s: OrderState): OrderState => ({ ...s, steps: s.steps.map((st) => ({ ...st, after: [...st.after] })) });
