@@ -22,6 +22,7 @@ import { registerErrorHandling } from './http/error-handler.js';
 import { ProblemError } from './http/problems.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { healthRoutes } from './observability/health-routes.js';
+import { scheduleRetention } from './jobs/retention.js';
 import { orderRoutes } from './orders/routes.js';
 
 declare module 'fastify' {
@@ -43,6 +44,8 @@ export interface AppOptions {
   database?: Database;
   /** Pino options, or false for none. Defaults to the config's level with secrets redacted. */
   logger?: FastifyServerOptions['logger'];
+  /** Where the default logger writes (stdout unless given). */
+  logStream?: NodeJS.WritableStream;
 }
 
 export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers["x-api-key"]', 'headers.authorization', 'headers["x-api-key"]'];
@@ -51,7 +54,11 @@ export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers["x-api-
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const app = Fastify({
-    logger: opts.logger ?? { level: config.LOG_LEVEL, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
+    logger: opts.logger ?? {
+      level: config.LOG_LEVEL,
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      ...(opts.logStream ? { stream: opts.logStream } : {}),
+    },
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
@@ -140,6 +147,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     errorResponseBuilder: (_req, ctx) =>
       new ProblemError(429, 'rate-limited', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`),
   });
+
+  const stopRetention = scheduleRetention(database, config.IDEMPOTENCY_RETENTION_HOURS, (err) =>
+    app.log.warn({ err }, 'idempotency key purge failed'),
+  );
+  app.addHook('onClose', async () => stopRetention());
 
   await app.register(healthRoutes);
   await app.register(async (api) => {

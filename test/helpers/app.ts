@@ -51,10 +51,10 @@ export async function freshDatabase(): Promise<{ database: Database; url?: strin
 }
 
 /** The built app on a fresh database, listening on a random port of 127.0.0.1: real HTTP. */
-export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(env: Record<string, string> = {}, logStream?: NodeJS.WritableStream): Promise<TestApp> {
   const { database, drop } = await freshDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET, LOG_LEVEL: 'silent', ...env });
-  const app = await buildApp({ config, database, logger: false });
+  const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET, LOG_LEVEL: logStream ? 'info' : 'silent', ...env });
+  const app = await buildApp({ config, database, ...(logStream ? { logStream } : { logger: false }) });
   const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
   const token: TestApp['token'] = (claims, ttl = 3600) =>
     mintToken(JWT_SECRET, { sub: claims.sub ?? `${claims.role}-test`, role: claims.role, customerId: claims.customerId }, ttl);
