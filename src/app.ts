@@ -22,7 +22,13 @@ import { registerErrorHandling } from './http/error-handler.js';
 import { ProblemError } from './http/problems.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { healthRoutes } from './observability/health-routes.js';
+import { scheduleAlerts } from './jobs/alerts.js';
 import { scheduleRetention } from './jobs/retention.js';
+import { ConnectionRegistry } from './streams/connections.js';
+import { StreamHub } from './streams/hub.js';
+import { createNotifier, type Notifier } from './streams/notifier.js';
+import { streamRoutes } from './streams/routes.js';
+import { attachSocketServer } from './streams/socket-server.js';
 import { orderRoutes } from './orders/routes.js';
 
 declare module 'fastify' {
@@ -31,6 +37,8 @@ declare module 'fastify' {
     database: Database;
     metrics: Metrics;
     authenticate: Authenticate;
+    notifier: Notifier;
+    hub: StreamHub;
   }
   interface FastifyRequest {
     principal?: Principal;
@@ -148,6 +156,36 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       new ProblemError(429, 'rate-limited', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`),
   });
 
+  // Streams: the wake-ups between instances, this instance's tail of the log, and its connections.
+  const logError = (msg: string) => (err: unknown) => app.log.warn({ err }, msg);
+  const notifier = await createNotifier(database, logError('stream notification failed'));
+  const hub = new StreamHub(
+    database.db,
+    notifier,
+    { pollMs: config.STREAM_POLL_MS, batchSize: config.STREAM_BATCH_SIZE, maxReplayBuffer: config.STREAM_MAX_REPLAY_BUFFER },
+    logError('stream tail failed; retrying'),
+  );
+  await hub.start();
+  const registry = new ConnectionRegistry(database.db, notifier, logError('revocation check failed'));
+  app.decorate('notifier', notifier);
+  app.decorate('hub', hub);
+  const io = attachSocketServer(app, hub, registry, {
+    maxTopicsPerSocket: config.STREAM_MAX_TOPICS_PER_SOCKET,
+    maxPayloadBytes: config.STREAM_MAX_PAYLOAD_BYTES,
+    maxBufferedBytes: config.STREAM_MAX_BUFFERED_BYTES,
+  });
+  const stopAlerts = scheduleAlerts(database, config.ALERTS_INTERVAL_MS, () => notifier.eventsAppended(), logError('alert pass failed'));
+  app.addHook('preClose', async () => {
+    stopAlerts();
+    hub.stop();
+    registry.stop();
+    // Tell every socket why it closes; they resume elsewhere with their cursor.
+    io.of('/v1').emit('closing', { reason: 'server shutting down' });
+    io.of('/v1').disconnectSockets(true);
+    io.engine.close();
+  });
+  app.addHook('onClose', async () => notifier.close());
+
   const stopRetention = scheduleRetention(database, config.IDEMPOTENCY_RETENTION_HOURS, (err) =>
     app.log.warn({ err }, 'idempotency key purge failed'),
   );
@@ -164,6 +202,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await api.register(factoryRoutes);
     await api.register(orderRoutes);
     await api.register(eventRoutes);
+    await api.register(streamRoutes, {
+      hub,
+      registry,
+      heartbeatMs: config.SSE_HEARTBEAT_MS,
+      maxBufferedBytes: config.STREAM_MAX_BUFFERED_BYTES,
+    });
   });
 
   return app;

@@ -26,6 +26,14 @@ export const configSchema = z
     RATE_LIMIT_ANONYMOUS_PER_MINUTE: int(300, 1),
     IDEMPOTENCY_RETENTION_HOURS: int(48, 24),
     SHUTDOWN_GRACE_MS: int(10_000, 100),
+    STREAM_POLL_MS: int(1000, 10),
+    STREAM_BATCH_SIZE: int(1000, 10, 10_000),
+    STREAM_MAX_TOPICS_PER_SOCKET: int(100, 1, 10_000),
+    STREAM_MAX_PAYLOAD_BYTES: int(16_384, 1024),
+    STREAM_MAX_BUFFERED_BYTES: int(1_048_576, 1024),
+    STREAM_MAX_REPLAY_BUFFER: int(10_000, 10),
+    SSE_HEARTBEAT_MS: int(15_000, 100),
+    ALERTS_INTERVAL_MS: int(10_000, 100),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.JWT_SECRET && !c.JWT_PUBLIC_KEY) {

@@ -14,6 +14,8 @@ export interface Database {
   readonly db: Kysely<DB>;
   /** The raw pool (real Postgres only): the stream tailer needs a dedicated LISTEN connection. */
   readonly pool?: pg.Pool;
+  /** The connection string (real Postgres only), for connections outside the pool. */
+  readonly url?: string;
   /** The PGlite instance (embedded only). */
   readonly pglite?: PGlite;
   close(): Promise<void>;
@@ -57,7 +59,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // An idle client that loses its server emits 'error' on the pool; without a listener it crashes.
     pool.on('error', (err) => options.logger?.warn({ err }, 'idle database connection lost'));
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: queryLog(options.logger) });
-    return { kind: 'postgres', db, pool, close: () => db.destroy() };
+    return { kind: 'postgres', db, pool, url: options.url, close: () => db.destroy() };
   }
   let pglite: PGlite;
   if ('pglite' in options) {

@@ -64,6 +64,8 @@ export interface OrdersTable {
   last_seq: Generated<number>;
   created_at: CreatedAt;
   updated_at: Timestamp;
+  at_risk_alerted: Generated<boolean>;
+  late_alerted: Generated<boolean>;
 }
 
 export interface OrderStepsTable {

@@ -16,7 +16,10 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const db = app.database.db;
   const { eventsAccepted, eventsRejected, eventsReplayed } = app.metrics;
   const observer: AppendObserver = {
-    accepted: (type) => eventsAccepted.inc({ type }),
+    accepted: (type) => {
+      eventsAccepted.inc({ type });
+      app.notifier.eventsAppended(); // after commit: the observer runs once the transaction is over
+    },
     rejected: (type, problem) => eventsRejected.inc({ type, problem }),
     replayed: () => eventsReplayed.inc(),
   };

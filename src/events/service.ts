@@ -6,7 +6,7 @@ import { forbidden, idempotencyMismatch, jsonPath, problem, ProblemError, type P
 import { claimKeys, releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
-import { cloneState, lockOrders, saveOrderState } from '../orders/repository.js';
+import { cloneState, loadOrders, lockOrdersForWrite, saveOrderState } from '../orders/repository.js';
 import { maySee } from '../orders/service.js';
 import { eventsById, insertEvents, type NewEvent } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
@@ -115,6 +115,9 @@ export async function appendEvents(
   });
 
   await db.transaction().execute(async (tx) => {
+    const candidates = requests.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
+    // Order locks first, before anything writes: see lockOrdersForWrite.
+    await lockOrdersForWrite(tx, candidates.map((i) => requests[i]!.orderId));
     const outcomes: Map<string, ClaimOutcome> = await claimKeys(tx, scope, [...claims.values()]);
     const replays = new Map<number, string>();
     for (const c of claims.values()) {
@@ -123,8 +126,8 @@ export async function appendEvents(
       else if (o.kind === 'replay') replays.set(c.first, o.resourceId);
     }
 
-    const pending = requests.map((_, i) => i).filter((i) => !results[i] && !replays.has(i) && !sameKeyAs.has(i));
-    const locked = await lockOrders(tx, pending.map((i) => requests[i]!.orderId));
+    const pending = candidates.filter((i) => !results[i] && !replays.has(i));
+    const locked = await loadOrders(tx, pending.map((i) => requests[i]!.orderId));
     const current = new Map<string, OrderState>();
     for (const [id, { state }] of locked) current.set(id, state);
 

@@ -85,6 +85,7 @@ export const factoryRoutes: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       requireRole(req.principal!, 'admin');
       await revokeApiKey(db, req.params.id);
+      app.notifier.keyRevoked(req.params.id); // every instance closes this key's sockets and streams
       return reply.status(204).send(null);
     },
   );

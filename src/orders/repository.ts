@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
 import type { Derived, OrderState, OrderStatus, StepState, StepStatus } from './model.js';
 
@@ -45,13 +45,26 @@ export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<s
 }
 
 /**
- * Loads and row-locks orders for a write. Locks are taken in id order so that two writers
- * touching the same orders always queue instead of deadlocking; different orders never wait.
+ * Takes the write lock of each order: a transaction-scoped advisory lock, taken before the
+ * transaction's first write. Every writer of events holds it, so writes to one order queue and
+ * different orders never wait. Taking it before any write matters for the streams: Postgres
+ * assigns a transaction its id at its first write, so the second writer of an order gets its id
+ * only after the first committed, and event cursors (which start with that id) follow each
+ * order's seq. Locks are taken in key order, so two writers of the same orders cannot deadlock.
  */
-export async function lockOrders(tx: Transaction<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
+export async function lockOrdersForWrite(tx: Transaction<DB>, ids: string[]): Promise<void> {
+  const unique = [...new Set(ids)];
+  if (!unique.length) return;
+  await sql`select pg_advisory_xact_lock(k) from (
+      select hashtextextended(id::text, 0) as k from unnest(${unique}::uuid[]) as id order by k
+    ) as keys`.execute(tx);
+}
+
+/** Loads orders and their steps, as a write sees them once it holds their locks. */
+export async function loadOrders(tx: Transaction<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
   const out = new Map<string, { row: OrderRow; state: OrderState }>();
   if (!ids.length) return out;
-  const rows = await tx.selectFrom('orders').selectAll().where('id', 'in', [...new Set(ids)]).orderBy('id').forUpdate().execute();
+  const rows = await tx.selectFrom('orders').selectAll().where('id', 'in', [...new Set(ids)]).execute();
   const steps = await stepsOf(tx, rows.map((r) => r.id));
   for (const r of rows) out.set(r.id, { row: r, state: toOrderState(r, (steps.get(r.id) ?? []).map(toStepState)) });
   return out;
@@ -88,6 +101,8 @@ export async function saveOrderState(
       last_event_at: now,
       updated_at: now,
       ...derivedColumns(derived),
+      // No longer at risk: the next time it is, that is a new transition and a new alert.
+      ...(derived.atRiskAt === null || derived.atRiskAt > now ? { at_risk_alerted: false } : {}),
     })
     .where('id', '=', after.id)
     .execute();

@@ -31,6 +31,7 @@ export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
       requireRole(req.principal!, 'ops');
       const { order, replayed } = await createOrder(db, req.principal!, req.body, req.headers['idempotency-key']);
       if (replayed) reply.header('idempotent-replayed', 'true');
+      else app.notifier.eventsAppended();
       return reply.status(replayed ? 200 : 201).send(order);
     },
   );

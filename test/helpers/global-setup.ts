@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { openDatabase } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrator.js';
+import { migrations } from '../../migrations/index.js';
 import { TEMPLATE_DB_ENV, TEMPLATE_SNAPSHOT_ENV, TEST_DATABASE_URL } from './env.js';
 
 declare module 'vitest' {
@@ -23,7 +24,7 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   if (TEST_DATABASE_URL) {
     const migrationsHash = createHash('sha256')
-      .update(readFileSync(new URL('../../migrations/0001_init.ts', import.meta.url)))
+      .update(Object.keys(migrations).join(','))
       .digest('hex')
       .slice(0, 10);
     const template = `orderstream_tpl_${process.pid}_${migrationsHash}`;

@@ -1,0 +1,225 @@
+import type { Kysely } from 'kysely';
+import type { Principal } from '../auth/principal.js';
+import type { DB } from '../db/schema.js';
+import { decodeCursor, type Position } from '../events/cursor.js';
+import type { StreamedEvent } from './protocol.js';
+import { cursorOf, positionOf, readHead, readLog } from './log-reader.js';
+import type { Notifier } from './notifier.js';
+import { inTopic, topicName, visibleTo, type StreamEvent, type Topic } from './topics.js';
+
+
+/** Where a subscription's events go: a socket or an SSE response. */
+export interface Sink {
+  /** Sends one event; false when the consumer is too far behind (the subscription then closes). */
+  deliver(e: StreamedEvent): boolean;
+  /** Ends the subscription for the given reason (slow consumer, shutdown). */
+  close(reason: string): void;
+}
+
+export interface HubOptions {
+  /** The safety-net poll, for a lost notification (ms). */
+  pollMs: number;
+  /** Events read per query by the tail and by a replay. */
+  batchSize: number;
+  /** Live events a subscription may hold while it replays history, before it is closed as too slow. */
+  maxReplayBuffer: number;
+}
+
+export class Subscription {
+  live = false;
+  closed = false;
+  buffer: StreamEvent[] = [];
+
+  constructor(
+    readonly topic: Topic,
+    readonly principal: Principal,
+    readonly sink: Sink,
+    /** The cursor of the last event delivered; nothing at or before it is sent again. */
+    public last: string,
+  ) {}
+}
+
+/**
+ * One per instance: tails the event log from Postgres and fans what it reads out to this
+ * instance's subscribers. Correctness never rests on memory: a subscriber that resumes reads
+ * its history from the log, then switches to the tail with no gap (its replay reads everything
+ * below the horizon) and no repeat (nothing at or before its last cursor is delivered).
+ */
+export class StreamHub {
+  private byTopic = new Map<string, Set<Subscription>>();
+  private position: Position | undefined;
+  private running = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private retryDelay = 0;
+  private stopped = false;
+  /** Events read by the tail since start, for metrics and benchmarks. */
+  delivered = 0;
+  read = 0;
+
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly notifier: Notifier,
+    private readonly opts: HubOptions,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    this.position = (await readHead(this.db)).head;
+    this.notifier.on('events', () => this.wake());
+    this.timer = setInterval(() => this.wake(), this.opts.pollMs);
+    this.timer.unref();
+  }
+
+  /** The cursor of the last event this instance's tail has read: where a live stream starts. */
+  get cursor(): string {
+    return cursorOf(this.position);
+  }
+
+  get subscriptions(): number {
+    let n = 0;
+    for (const set of this.byTopic.values()) n += set.size;
+    return n;
+  }
+
+  /** Reads everything new and dispatches it; one run at a time, re-run if woken meanwhile. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.drain()
+      .catch((err) => {
+        this.onError(err);
+        this.scheduleRetry(); // the database may be away: keep trying, with backoff
+      })
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize });
+      for (const e of batch) this.dispatch(e);
+      if (batch.length) {
+        this.position = positionOf(batch.at(-1)!);
+        this.read += batch.length;
+      }
+      if (batch.length < this.opts.batchSize) break;
+    }
+    // Committed events may wait above the horizon behind a transaction still running (one that
+    // will not notify, if it aborts or appends nothing): look again soon rather than at the poll.
+    if ((await readHead(this.db)).heldBack) this.scheduleRetry();
+    else this.retryDelay = 0;
+  }
+
+  private scheduleRetry() {
+    if (this.retry || this.stopped) return;
+    this.retryDelay = Math.min(1000, Math.max(10, this.retryDelay * 2));
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.wake();
+    }, this.retryDelay);
+    this.retry.unref();
+  }
+
+  private dispatch(e: StreamEvent) {
+    const keys = ['all', `order:${e.event.orderId}`, `customer:${e.customerId}`, ...e.factoryIds.map((f) => `factory:${f}`)];
+    if (e.event.factoryId && !e.factoryIds.includes(e.event.factoryId)) keys.push(`factory:${e.event.factoryId}`);
+    for (const key of keys) {
+      const subs = this.byTopic.get(key);
+      if (!subs) continue;
+      for (const sub of subs) this.offer(sub, e);
+    }
+  }
+
+  private offer(sub: Subscription, e: StreamEvent) {
+    if (sub.closed || !visibleTo(sub.principal, e) || !inTopic(sub.topic, e)) return;
+    if (!sub.live) {
+      sub.buffer.push(e);
+      if (sub.buffer.length > this.opts.maxReplayBuffer) this.drop(sub, 'slow consumer: too far behind while catching up; resume with the last cursor');
+      return;
+    }
+    this.send(sub, e);
+  }
+
+  private send(sub: Subscription, e: StreamEvent) {
+    if (e.event.cursor <= sub.last) return;
+    sub.last = e.event.cursor;
+    this.delivered++;
+    if (!sub.sink.deliver({ ...e.event, topic: topicName(sub.topic) })) {
+      this.drop(sub, 'slow consumer: the client is not reading; resume with the last cursor');
+    }
+  }
+
+  /**
+   * Registers a subscription. Without `after` it is live at once, from the tail's position; with
+   * `after` it buffers live events until catchUp() has replayed the log after that cursor.
+   */
+  open(topic: Topic, principal: Principal, sink: Sink, after?: string): Subscription {
+    const sub = new Subscription(topic, principal, sink, after ?? this.cursor);
+    const key = topicName(topic);
+    let set = this.byTopic.get(key);
+    if (!set) this.byTopic.set(key, (set = new Set()));
+    set.add(sub);
+    sub.live = after === undefined;
+    return sub;
+  }
+
+  /** Replays the log after the subscription's cursor, then takes what the tail buffered meanwhile and goes live. */
+  async catchUp(sub: Subscription): Promise<void> {
+    if (sub.live) return;
+    try {
+      for (;;) {
+        const page = await readLog(this.db, {
+          after: decodeCursor(sub.last),
+          upTo: this.position,
+          topic: sub.topic,
+          principal: sub.principal,
+          limit: this.opts.batchSize,
+        });
+        for (const e of page) {
+          if (sub.closed) return;
+          this.send(sub, e);
+        }
+        if (page.length < this.opts.batchSize) break;
+      }
+      // In one turn of the event loop: flush what the tail dispatched meanwhile, then go live.
+      for (const e of sub.buffer) if (!sub.closed) this.send(sub, e);
+      sub.buffer = [];
+      sub.live = true;
+    } catch (err) {
+      this.drop(sub, 'the replay failed; resume with the last cursor');
+      throw err;
+    }
+  }
+
+  unsubscribe(sub: Subscription) {
+    sub.closed = true;
+    const key = topicName(sub.topic);
+    const set = this.byTopic.get(key);
+    set?.delete(sub);
+    if (set && !set.size) this.byTopic.delete(key);
+  }
+
+  private drop(sub: Subscription, reason: string) {
+    if (sub.closed) return;
+    this.unsubscribe(sub);
+    sub.sink.close(reason);
+  }
+
+  /** Stops the tail; open subscriptions are closed by their transports. */
+  stop() {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.retry);
+  }
+}

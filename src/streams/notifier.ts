@@ -1,0 +1,100 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Database } from '../db/database.js';
+
+/** The channel every instance listens on: `e` = events appended, `r:<keyId>` = API key revoked. */
+export const CHANNEL = 'orderstream';
+
+export interface Notifier {
+  /** Called after a commit that appended events: wakes every instance's tailer (coalesced). */
+  eventsAppended(): void;
+  /** Called after a key was revoked: every instance closes that key's sockets and streams. */
+  keyRevoked(keyId: string): void;
+  on(event: 'events', listener: () => void): void;
+  on(event: 'revoked', listener: (keyId: string) => void): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Cross-instance wake-ups through Postgres LISTEN/NOTIFY, sent after commit and never inside the
+ * writing transaction (a NOTIFY there serialises every commit on one lock). While one NOTIFY is
+ * in flight, further appends only set a flag, so a burst costs one or two notifications, not one
+ * per write. Local listeners are woken at once, without a round trip. On the embedded database
+ * the service is one process, so the local path is all there is.
+ */
+export async function createNotifier(database: Database, onError: (err: unknown) => void): Promise<Notifier> {
+  const local = new EventEmitter();
+  local.setMaxListeners(0);
+  let closed = false;
+  let listener: pg.Client | undefined;
+  let inFlight = false;
+  let again = false;
+
+  const pool = database.pool;
+  const send = (payload: string) => pool!.query('select pg_notify($1, $2)', [CHANNEL, payload]);
+
+  function flushEvents() {
+    if (!pool || closed) return;
+    if (inFlight) {
+      again = true;
+      return;
+    }
+    inFlight = true;
+    send('e')
+      .catch(onError)
+      .finally(() => {
+        inFlight = false;
+        if (again) {
+          again = false;
+          flushEvents();
+        }
+      });
+  }
+
+  async function listen(delayMs = 0): Promise<void> {
+    if (!pool || closed) return;
+    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+    const client = new pg.Client({ connectionString: database.url });
+    client.on('notification', (msg) => {
+      if (msg.payload === 'e') local.emit('events');
+      else if (msg.payload?.startsWith('r:')) local.emit('revoked', msg.payload.slice(2));
+    });
+    client.on('error', (err) => {
+      onError(err);
+      client.end().catch(() => undefined);
+      if (listener === client) listener = undefined;
+      // Lost the LISTEN connection: reconnect; the tailers' slow poll covers the gap meanwhile.
+      void listen(Math.min(5000, Math.max(250, delayMs * 2)));
+    });
+    try {
+      await client.connect();
+      await client.query(`listen ${CHANNEL}`);
+      listener = client;
+      local.emit('events'); // whatever was missed while not listening
+    } catch (err) {
+      onError(err);
+      await client.end().catch(() => undefined);
+      void listen(Math.min(5000, Math.max(250, delayMs * 2)));
+    }
+  }
+  await listen();
+
+  return {
+    eventsAppended() {
+      local.emit('events');
+      flushEvents();
+    },
+    keyRevoked(keyId) {
+      local.emit('revoked', keyId);
+      if (pool) send(`r:${keyId}`).catch(onError);
+    },
+    on(event: string, fn: Parameters<EventEmitter['on']>[1]) {
+      local.on(event, fn);
+    },
+    async close() {
+      closed = true;
+      local.removeAllListeners();
+      await listener?.end().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import { io as connect, type Socket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClientToServerEvents, ServerToClientEvents, StreamedEvent, SubscribeAck } from '../src/streams/protocol.js';
+import { startTestApp, type TestApp } from './helpers/app.js';
+import { createWorld, type World } from './helpers/world.js';
+
+type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+let t: TestApp;
+let w: World;
+const sockets: ClientSocket[] = [];
+beforeAll(async () => {
+  t = await startTestApp();
+  w = await createWorld(t);
+});
+afterAll(async () => {
+  for (const s of sockets) s.disconnect();
+  await t?.close();
+});
+
+async function open(auth: Record<string, string>): Promise<{ socket: ClientSocket; events: StreamedEvent[] }> {
+  const socket: ClientSocket = connect(`${t.baseUrl}/v1`, { path: '/socket.io', auth, transports: ['websocket'], reconnection: false });
+  sockets.push(socket);
+  const events: StreamedEvent[] = [];
+  socket.on('event', (e) => events.push(e));
+  await new Promise<void>((resolve, reject) => {
+    socket.on('connect', () => resolve());
+    socket.on('connect_error', reject);
+  });
+  return { socket, events };
+}
+
+const subscribe = (socket: ClientSocket, topic: string, after?: string) =>
+  new Promise<SubscribeAck>((resolve) => socket.emit('subscribe', after ? { topic, after } : { topic }, resolve));
+
+async function until(cond: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('socket streams', () => {
+  it('delivers live events of a subscribed order, in seq order, then replays after a cursor', async () => {
+    const order = await w.createOrder();
+    const { socket, events } = await open({ token: (w.customerA.api as any).credentials.token });
+    const ack = await subscribe(socket, `order:${order.id}`);
+    expect(ack.ok).toBe(true);
+    await w.post(w.fab.api, order.id, { type: 'stage_completed', stage: 'review' });
+    await w.post(w.fab.api, order.id, { type: 'stage_progress', stage: 'cam', progress: 30 });
+    await until(() => events.length === 2);
+    expect(events.map((e) => e.seq)).toEqual([2, 3]);
+    expect(events[0]!.topic).toBe(`order:${order.id}`);
+
+    const { socket: again, events: replayed } = await open({ token: (w.ops as any).credentials.token });
+    const ack2 = await subscribe(again, `customer:${w.customerA.id}`, events[0]!.cursor);
+    expect(ack2.ok).toBe(true);
+    await until(() => replayed.length >= 1);
+    await w.post(w.fab.api, order.id, { type: 'stage_completed', stage: 'cam' });
+    await until(() => replayed.some((e) => e.seq === 4 && e.orderId === order.id));
+    const mine = replayed.filter((e) => e.orderId === order.id).map((e) => e.seq);
+    expect(mine).toEqual([3, 4]);
+  });
+
+  it('refuses topics the caller may not see, with the REST statuses', async () => {
+    const order = await w.createOrder();
+    const { socket } = await open({ token: (w.customerB.api as any).credentials.token });
+    expect(await subscribe(socket, `order:${order.id}`)).toMatchObject({ ok: false, error: { status: 404 } });
+    expect(await subscribe(socket, `customer:${w.customerA.id}`)).toMatchObject({ ok: false, error: { status: 404 } });
+    expect(await subscribe(socket, 'all')).toMatchObject({ ok: false, error: { status: 403 } });
+    expect(await subscribe(socket, 'bogus')).toMatchObject({ ok: false, error: { status: 400 } });
+  });
+
+  it('refuses a handshake without valid credentials', async () => {
+    await expect(open({ token: 'nope' })).rejects.toThrow(/token invalid/);
+    await expect(open({})).rejects.toThrow(/required/);
+  });
+});
+
+describe('feed and SSE', () => {
+  it('serves the same events over HTTP catch-up and SSE, resuming from Last-Event-ID', async () => {
+    const order = await w.createOrder();
+    await w.post(w.fab.api, order.id, { type: 'stage_completed', stage: 'review' });
+    const feed = await w.ops.get(`/v1/feed?topic=order:${order.id}`);
+    expect(feed.status).toBe(200);
+    expect(feed.body.items.map((e: any) => e.seq)).toEqual([1, 2]);
+    const controller = new AbortController();
+    const res = await fetch(`${t.baseUrl}/v1/stream?topic=order:${order.id}`, {
+      headers: { authorization: `Bearer ${(w.ops as any).credentials.token}`, 'last-event-id': feed.body.items[0].cursor },
+      signal: controller.signal,
+    });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const reader = res.body!.getReader();
+    let text = '';
+    const readUntil = async (pred: () => boolean) => {
+      while (!pred()) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+    };
+    await readUntil(() => text.includes('"seq":2'));
+    await w.post(w.fab.api, order.id, { type: 'stage_started', stage: 'cam' });
+    await readUntil(() => text.includes('"seq":3'));
+    const ids = [...text.matchAll(/^id: (\w+)$/gm)].map((m) => m[1]);
+    expect(ids).toHaveLength(2);
+    expect(ids[0]).toBe(feed.body.items[1].cursor);
+    controller.abort();
+  });
+});
