@@ -18,7 +18,8 @@ import { openDatabase, type Database } from './db/database.js';
 import { migrateToLatest } from './db/migrator.js';
 import { eventRoutes } from './events/routes.js';
 import { factoryRoutes } from './factories/routes.js';
-import { registerErrorHandling } from './http/error-handler.js';
+import { frameworkErrors, registerErrorHandling } from './http/error-handler.js';
+import { registerJsonParser } from './http/json-body.js';
 import { ProblemError } from './http/problems.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { healthRoutes } from './observability/health-routes.js';
@@ -73,12 +74,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // Slow clients may not hold a connection open for ever (slowloris).
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
-    trustProxy: true,
+    // Only behind a proxy that sets X-Forwarded-For itself: otherwise callers could pick their address.
+    trustProxy: config.TRUST_PROXY,
+    frameworkErrors,
     routerOptions: { maxParamLength: 200 },
   }).withTypeProvider<ZodTypeProvider>();
 
   // JSON only: any other body type is a 415, not a string the schemas then misread.
   app.removeContentTypeParser(['text/plain']);
+  registerJsonParser(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);

@@ -19,6 +19,10 @@ export const configSchema = z
     JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
     JWT_PUBLIC_KEY: optionalString,
     JWT_ISSUER: optionalString,
+    TRUST_PROXY: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BODY_LIMIT_BYTES: int(1_048_576, 1024, 64 * 1_048_576),
     BATCH_MAX_EVENTS: int(500, 1, 5000),

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ProblemError } from '../http/problems.js';
+import { ProblemError, validationProblem } from '../http/problems.js';
 import { idParams, problemSchema } from '../http/schemas.js';
 import { getOrder } from '../orders/service.js';
 import { eventsOfOrder } from './repository.js';
@@ -76,8 +76,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         const path = `events[${i}]`;
         const envelope = batchItemSchema.safeParse(item);
         if (!envelope.success) {
-          const errors = envelope.error.issues.map((is) => ({ path: `${path}.${is.path.join('.')}`, message: is.message }));
-          early.set(i, new ProblemError(400, 'validation-failed', `invalid ${errors.map((e) => e.path).join(', ')}`, { errors }));
+          early.set(i, validationProblem(envelope.error.issues, path));
           return;
         }
         const { orderId, idempotencyKey: key, ...body } = envelope.data;

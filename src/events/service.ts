@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { principalId, type Principal } from '../auth/principal.js';
 import type { DB } from '../db/schema.js';
-import { forbidden, idempotencyMismatch, jsonPath, problem, ProblemError, type Problem } from '../http/problems.js';
+import { forbidden, idempotencyMismatch, problem, ProblemError, validationProblem, type Problem } from '../http/problems.js';
 import { claimKeys, releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
@@ -41,10 +41,7 @@ const failure = (err: ProblemError): AppendResult => ({ status: err.status, erro
 /** Validates an item on its own: its schema, its time, and whether this kind of caller may post its type. */
 function parseItem(p: Principal, req: AppendRequest, now: Date): EventInput | ProblemError {
   const parsed = eventInputSchema.safeParse(req.body);
-  if (!parsed.success) {
-    const errors = parsed.error.issues.map((i) => ({ path: jsonPath(i.path, req.path), message: i.message }));
-    return new ProblemError(400, 'validation-failed', `invalid ${errors.map((e) => e.path).join(', ')}`, { errors });
-  }
+  if (!parsed.success) return validationProblem(parsed.error.issues, req.path);
   const input = parsed.data;
   if (input.occurredAt && new Date(input.occurredAt).getTime() > now.getTime() + FUTURE_TOLERANCE_MS) {
     const path = `${req.path}.occurredAt`;

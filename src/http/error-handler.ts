@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { jsonPath, problem, ProblemError, type FieldError, type Problem } from './problems.js';
+import { fieldErrors, problem, ProblemError, type FieldError, type Problem } from './problems.js';
 
 // Fastify's own errors for malformed requests, by code, and what we answer.
 const FASTIFY_CODES: Record<string, [number, string]> = {
@@ -36,10 +36,19 @@ function toProblem(err: FastifyError | Error, req: FastifyRequest): { problem: P
   if (hasZodFastifySchemaValidationErrors(err)) {
     const context = (err as { validationContext?: string }).validationContext ?? 'body';
     const prefix = context === 'querystring' ? 'query' : context;
-    const errors: FieldError[] = err.validation.map((v) => ({
-      path: jsonPath(v.instancePath.split('/').filter(Boolean).map((s) => (/^\d+$/.test(s) ? Number(s) : s)), prefix),
-      message: v.message ?? 'invalid',
-    }));
+    const errors: FieldError[] = err.validation.flatMap((v) =>
+      fieldErrors(
+        [
+          {
+            path: v.instancePath.split('/').filter(Boolean).map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+            code: v.keyword,
+            message: v.message ?? 'invalid',
+            keys: (v.params as { keys?: string[] }).keys,
+          },
+        ],
+        prefix,
+      ),
+    );
     const where = errors.map((e) => e.path).join(', ');
     return { problem: problem(400, 'validation-failed', `invalid ${where}`, errors) };
   }
@@ -68,6 +77,12 @@ export function sendProblem(reply: FastifyReply, p: Problem, headers?: Record<st
     .type('application/problem+json')
     .send({ ...p, instance: reply.request.url.split('?')[0], requestId: reply.request.id });
 }
+
+/** Errors Fastify raises before routing (a malformed URL, a too-long parameter), as problem+json too. */
+export const frameworkErrors = (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+  const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 400;
+  return sendProblem(reply, problem(status, 'bad-url', err.message));
+};
 
 /** Every error leaves as application/problem+json; 5xx details stay in the logs. */
 export function registerErrorHandling(app: FastifyInstance) {

@@ -99,3 +99,21 @@ export function jsonPath(path: ReadonlyArray<PropertyKey>, prefix = ''): string 
   }
   return out || '(root)';
 }
+
+/** Field errors from zod issues; an unknown key is named at its own path, not its parent's. */
+export function fieldErrors(
+  issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; code?: string; message: string; keys?: string[] }>,
+  prefix: string,
+): FieldError[] {
+  return issues.flatMap((i) =>
+    i.code === 'unrecognized_keys' && i.keys?.length
+      ? i.keys.map((k) => ({ path: jsonPath([...i.path, k], prefix), message: 'unknown field' }))
+      : [{ path: jsonPath(i.path, prefix), message: i.message }],
+  );
+}
+
+/** A 400 naming every field of a failed parse. */
+export function validationProblem(issues: Parameters<typeof fieldErrors>[0], prefix: string): ProblemError {
+  const errors = fieldErrors(issues, prefix);
+  return new ProblemError(400, 'validation-failed', `invalid ${errors.map((e) => e.path).join(', ')}`, { errors });
+}

@@ -13,16 +13,23 @@ export const countryCode = z
   .transform((s) => s.toUpperCase())
   .refine((s) => countries.isValid(s), 'must be an ISO 3166-1 alpha-2 country code');
 
-/** A bounded, trimmed, printable line of text: no control characters, no NUL bytes. */
+/** A bounded, trimmed, printable line of text: no control characters, no NUL bytes, valid Unicode. */
 export const text = (max: number) =>
   z
     .string()
     .trim()
     .min(1)
     .max(max)
-    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters')
+    .refine((s) => s.isWellFormed(), 'must be valid Unicode (no lone surrogates)');
 
-export const isoDateTime = z.iso.datetime({ offset: true });
+/** RFC 3339 with an offset, between the years 2000 and 2100: anything else is a mistake, not an order. */
+export const isoDateTime = z.iso
+  .datetime({ offset: true })
+  .refine((s) => {
+    const t = Date.parse(s);
+    return t >= Date.UTC(2000, 0, 1) && t < Date.UTC(2100, 0, 1);
+  }, 'must be between 2000-01-01 and 2100-01-01');
 export const timestamp = z.date().transform((d) => d.toISOString()).pipe(z.string());
 
 export const problemSchema = z.object({

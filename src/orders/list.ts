@@ -1,4 +1,5 @@
 import { sql, type Kysely, type SqlBool } from 'kysely';
+import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
 import type { DB, OrderRow } from '../db/schema.js';
 import { badRequest } from '../http/problems.js';
@@ -20,12 +21,18 @@ interface PageCursor {
 
 const encode = (c: PageCursor) => Buffer.from(JSON.stringify(c)).toString('base64url');
 
+const isoInRange = z.iso.datetime().refine((v) => Math.abs(Date.parse(v)) < 8.64e15);
+const cursorSchema = z.discriminatedUnion('s', [
+  z.object({ s: z.enum(['promisedAt', '-updatedAt']), k: isoInRange, id: z.uuid(), ref: isoInRange }),
+  z.object({ s: z.literal('-lateness'), k: z.number().finite().min(-1e15).max(1e15), id: z.uuid(), ref: isoInRange }),
+]);
+
 function decode(text: string, sort: ListOrdersQuery['sort']): PageCursor {
   try {
-    const c = JSON.parse(Buffer.from(text, 'base64url').toString()) as PageCursor;
-    if (c.s === sort && typeof c.id === 'string' && /^[0-9a-f-]{36}$/.test(c.id) && !Number.isNaN(Date.parse(c.ref))) return c;
+    const c = cursorSchema.safeParse(JSON.parse(Buffer.from(text, 'base64url').toString()));
+    if (c.success && c.data.s === sort) return c.data;
   } catch {
-    // fall through
+    // not JSON: fall through
   }
   throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'not a cursor of this listing (sort must not change between pages)' }]);
 }
