@@ -110,6 +110,10 @@ export function applyEvent(state: OrderState, input: EventInput, at: Date): Reco
     case 'delivered': {
       if (state.status !== 'shipped') throw conflict('not-shipped', 'the order must be shipped before it is delivered');
       const shipping = state.steps.find((s) => s.stage === SHIPPING_STAGE);
+      if (shipping) notBeforeStart(shipping, at);
+      if (state.shippedAt && at < state.shippedAt) {
+        throw conflict('time-before-start', `occurredAt is before the order shipped (${state.shippedAt.toISOString()})`);
+      }
       if (shipping && shipping.status !== 'done') {
         shipping.status = 'done';
         shipping.progress = 100;
