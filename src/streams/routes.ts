@@ -6,6 +6,7 @@ import { badRequest } from '../http/problems.js';
 import type { ConnectionRegistry } from './connections.js';
 import type { StreamHub } from './hub.js';
 import { cursorOf, readLog } from './log-reader.js';
+import { SlowConsumerGuard } from './slow-consumer.js';
 import { authorizeTopic, parseTopic, topicError, type Topic } from './topics.js';
 
 export interface StreamRouteOptions {
@@ -102,13 +103,14 @@ export const streamRoutes: FastifyPluginAsyncZod<StreamRouteOptions> = async (ap
         if (reason) res.write(`event: closing\ndata: ${JSON.stringify({ reason })}\n\n`);
         res.end();
       };
+      const guard = new SlowConsumerGuard(opts.maxBufferedBytes);
       const sub = opts.hub.open(
         topic,
         principal,
         {
           deliver: (e) => {
             if (ended) return true;
-            if (res.writableLength > opts.maxBufferedBytes) return false;
+            if (!guard.ok(res.writableLength)) return false;
             res.write(`id: ${e.cursor}\nevent: event\ndata: ${JSON.stringify(e)}\n\n`);
             return true;
           },

@@ -12,6 +12,7 @@ import {
   type ClientToServerEvents,
   type ServerToClientEvents,
 } from './protocol.js';
+import { SlowConsumerGuard } from './slow-consumer.js';
 import { authorizeTopic, parseTopic, topicError, topicName } from './topics.js';
 
 export interface SocketLimits {
@@ -25,6 +26,7 @@ interface SocketData {
   principal: Principal;
   subs: Map<string, Subscription>;
   release: () => void;
+  guard: SlowConsumerGuard;
 }
 
 type V1Socket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -79,6 +81,7 @@ export function attachSocketServer(
   nsp.on('connection', (socket: V1Socket) => {
     const data = socket.data;
     data.subs = new Map();
+    data.guard = new SlowConsumerGuard(limits.maxBufferedBytes);
     const close = (reason: string) => {
       socket.emit('closing', { reason });
       socket.disconnect(true);
@@ -101,13 +104,14 @@ export function attachSocketServer(
         }
         await authorizeTopic(app.database.db, data.principal, topic);
         if (socket.disconnected) return;
+        const guard = data.guard;
         const sub = hub.open(
           topic,
           data.principal,
           {
             deliver: (e) => {
               if (socket.disconnected) return true;
-              if (queuedBytes(socket) > limits.maxBufferedBytes) return false;
+              if (!guard.ok(queuedBytes(socket))) return false;
               socket.emit('event', e);
               return true;
             },
