@@ -30,6 +30,7 @@ import { StreamHub } from './streams/hub.js';
 import { createNotifier, type Notifier } from './streams/notifier.js';
 import { streamRoutes } from './streams/routes.js';
 import { attachSocketServer } from './streams/socket-server.js';
+import { opsRoutes } from './ops/routes.js';
 import { orderRoutes } from './orders/routes.js';
 
 declare module 'fastify' {
@@ -206,6 +207,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await api.register(factoryRoutes);
     await api.register(orderRoutes);
     await api.register(eventRoutes);
+    await api.register(opsRoutes, { silentAfterHours: config.SILENT_AFTER_HOURS });
     await api.register(streamRoutes, {
       hub,
       registry,

@@ -38,6 +38,7 @@ export const configSchema = z
     STREAM_MAX_REPLAY_BUFFER: int(10_000, 10),
     SSE_HEARTBEAT_MS: int(15_000, 100),
     ALERTS_INTERVAL_MS: int(10_000, 100),
+    SILENT_AFTER_HOURS: z.coerce.number().min(0.1).max(24 * 90).default(24),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.JWT_SECRET && !c.JWT_PUBLIC_KEY) {

@@ -66,6 +66,8 @@ export interface OrdersTable {
   updated_at: Timestamp;
   at_risk_alerted: Generated<boolean>;
   late_alerted: Generated<boolean>;
+  overrun_at: NullableTimestamp;
+  late_start_at: NullableTimestamp;
 }
 
 export interface OrderStepsTable {

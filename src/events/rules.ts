@@ -88,7 +88,14 @@ export function applyEvent(state: OrderState, input: EventInput, at: Date): Reco
       state.status = 'on_hold';
       state.holdCause = input.cause;
       state.heldAt = at;
-      return { stage: null, factoryId: null, data };
+      // Attributed to the stage (and factory) it stops, when that is one: for the factory's KPIs.
+      const running = state.steps.filter((s) => s.status === 'in_progress');
+      const factories = new Set(running.map((s) => s.factoryId));
+      return {
+        stage: running.length === 1 ? running[0]!.stage : null,
+        factoryId: factories.size === 1 ? [...factories][0]! : null,
+        data: { ...data, stages: running.map((s) => s.stage) },
+      };
     }
     case 'resumed': {
       if (state.status !== 'on_hold') throw conflict('not-on-hold', 'the order is not on hold');

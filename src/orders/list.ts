@@ -54,6 +54,9 @@ export async function listOrders(
   const ref = cursor ? new Date(cursor.ref) : now;
   const lateExpr = sql<SqlBool>`((${unfinished} and orders.promised_at < ${ref}) or orders.delivered_at > orders.promised_at)`;
   const atRiskExpr = sql<SqlBool>`(${unfinished} and orders.at_risk_at < ${ref} and orders.promised_at >= ${ref})`;
+  const passed = (column: 'overrun_at' | 'late_start_at') => sql<SqlBool>`(${unfinished} and orders.${sql.ref(column)} < ${ref})`;
+  const silentExpr = sql<SqlBool>`(orders.status = 'open' and orders.last_event_at < ${new Date(ref.getTime() - q.silentAfterHours * 3_600_000)})`;
+  const flag = (on: boolean, expr: ReturnType<typeof passed>) => (on ? expr : sql<SqlBool>`not ${expr}`);
   const factoryScope = (factoryId: string) =>
     sql<SqlBool>`exists (select 1 from order_steps s where s.order_id = orders.id and s.factory_id = ${factoryId})`;
 
@@ -65,6 +68,9 @@ export async function listOrders(
     .$if(q.status !== undefined, (qb) => qb.where('orders.status', 'in', q.status!))
     .$if(q.late !== undefined, (qb) => qb.where(q.late ? lateExpr : sql<SqlBool>`not ${lateExpr}`))
     .$if(q.atRisk !== undefined, (qb) => qb.where(q.atRisk ? atRiskExpr : sql<SqlBool>`not ${atRiskExpr}`))
+    .$if(q.overrun !== undefined, (qb) => qb.where(flag(q.overrun!, passed('overrun_at'))))
+    .$if(q.lateStart !== undefined, (qb) => qb.where(flag(q.lateStart!, passed('late_start_at'))))
+    .$if(q.silent !== undefined, (qb) => qb.where(flag(q.silent!, silentExpr)))
     .$if(q.customerId !== undefined, (qb) => qb.where('orders.customer_id', '=', q.customerId!))
     .$if(q.factoryId !== undefined, (qb) => qb.where(factoryScope(q.factoryId!)))
     .$if(q.stage !== undefined, (qb) => qb.where(sql<SqlBool>`orders.current_stages @> array[${q.stage!}]::text[]`))

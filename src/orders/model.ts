@@ -47,4 +47,8 @@ export interface Derived {
   projectionFloorAt: Date | null;
   /** The instant after which the order is at risk if nothing else happens; null once finished. */
   atRiskAt: Date | null;
+  /** When the first in-progress step passes its planned hours (stage overrun); null if none runs. */
+  overrunAt: Date | null;
+  /** The earliest planned start among steps ready to start but not started (late start); null if none. */
+  lateStartAt: Date | null;
 }

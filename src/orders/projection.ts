@@ -59,8 +59,13 @@ export function derive(state: OrderState, now: Date): Derived {
   const progress = state.status === 'delivered' ? 100 : total > 0 ? Math.round((doneWork / total) * 1000) / 10 : 0;
 
   if (!UNFINISHED.includes(state.status)) {
-    return { currentStages: [], progress, projectionLeadMinutes: null, projectionFloorAt: null, atRiskAt: null };
+    return { currentStages: [], progress, projectionLeadMinutes: null, projectionFloorAt: null, atRiskAt: null, overrunAt: null, lateStartAt: null };
   }
+  const earliest = (times: number[]) => (times.length ? new Date(Math.min(...times)) : null);
+  const overrunAt = earliest(
+    state.steps.filter((s) => s.status === 'in_progress').map((s) => s.startedAt!.getTime() + s.plannedHours * HOUR),
+  );
+  const lateStartAt = earliest(state.steps.filter((s) => isReady(state, s)).map((s) => s.plannedStart.getTime()));
   const currentStages = state.steps
     .filter((s) => s.status === 'in_progress' || (state.status !== 'shipped' && isReady(state, s)))
     .map((s) => s.stage);
@@ -75,6 +80,8 @@ export function derive(state: OrderState, now: Date): Derived {
     projectionLeadMinutes: leadMinutes,
     projectionFloorAt: Number.isFinite(floor) ? new Date(floor) : null,
     atRiskAt,
+    overrunAt,
+    lateStartAt,
   };
 }
 
@@ -94,15 +101,16 @@ export function planRoute(
 
 /** Time-dependent flags of an order, as of `now`. Late wins over at risk: a late order is not "at risk". */
 export function flagsAt(
-  o: { status: string; promisedAt: Date; deliveredAt: Date | null; atRiskAt: Date | null },
+  o: { status: string; promisedAt: Date; deliveredAt: Date | null; atRiskAt: Date | null; overrunAt?: Date | null; lateStartAt?: Date | null },
   now: Date,
-): { late: boolean; atRisk: boolean; lateByMinutes: number } {
+): { late: boolean; atRisk: boolean; lateByMinutes: number; overrun: boolean; lateStart: boolean } {
   const unfinished = (UNFINISHED as readonly string[]).includes(o.status);
   const end = o.deliveredAt ?? (unfinished ? now : null);
   const lateMs = end ? end.getTime() - o.promisedAt.getTime() : 0;
   const late = lateMs > 0 && o.status !== 'cancelled';
   const atRisk = unfinished && !late && o.atRiskAt !== null && now.getTime() > o.atRiskAt.getTime();
-  return { late, atRisk, lateByMinutes: late ? Math.floor(lateMs / MINUTE) : 0 };
+  const passed = (t: Date | null | undefined) => unfinished && !!t && now.getTime() > t.getTime();
+  return { late, atRisk, lateByMinutes: late ? Math.floor(lateMs / MINUTE) : 0, overrun: passed(o.overrunAt), lateStart: passed(o.lateStartAt) };
 }
 
 /** Projected completion as of `now`; the delivery time once delivered. */

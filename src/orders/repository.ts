@@ -77,6 +77,8 @@ export function derivedColumns(d: Derived) {
     projection_lead_minutes: d.projectionLeadMinutes,
     projection_floor_at: d.projectionFloorAt,
     at_risk_at: d.atRiskAt,
+    overrun_at: d.overrunAt,
+    late_start_at: d.lateStartAt,
   };
 }
 

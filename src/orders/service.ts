@@ -16,7 +16,14 @@ const iso = (d: Date | null) => d?.toISOString() ?? null;
 /** The API's view of an order row and its steps, with the time-dependent flags as of `now`. */
 export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
   const flags = flagsAt(
-    { status: r.status, promisedAt: r.promised_at, deliveredAt: r.delivered_at, atRiskAt: r.at_risk_at },
+    {
+      status: r.status,
+      promisedAt: r.promised_at,
+      deliveredAt: r.delivered_at,
+      atRiskAt: r.at_risk_at,
+      overrunAt: r.overrun_at,
+      lateStartAt: r.late_start_at,
+    },
     now,
   );
   return {
@@ -43,6 +50,7 @@ export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
     ),
     ...flags,
     holdCause: r.hold_cause,
+    lastEventAt: r.last_event_at.toISOString(),
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
     lastSeq: r.last_seq,
