@@ -317,7 +317,8 @@ describe('hold and resumed', () => {
     await forbidden(w.assembly.api, o.id, { type: 'rerouted', stage: 'smt', factoryId: spare.id });
 
     let r = await accept(w.ops, o.id, { type: 'hold', cause: 'material', reason: 'copper foil late' });
-    expect(r.event).toMatchObject({ stage: null, factoryId: null, data: { cause: 'material', reason: 'copper foil late' } });
+    // A hold is attributed to the one stage it stops (review, at the fab), for the factory's KPIs.
+    expect(r.event).toMatchObject({ stage: 'review', factoryId: w.fab.id, data: { cause: 'material', reason: 'copper foil late', stages: ['review'] } });
     expectOrder(r.order, { status: 'on_hold', currentStages: ['review', 'components'], steps: { review: 'in_progress' } });
     expect(r.order.holdCause).toBe('material');
 
