@@ -1,0 +1,62 @@
+import { CompiledQuery } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Principal } from '../src/auth/principal.js';
+import { listQuery } from '../src/orders/list.js';
+import { listOrdersQuery } from '../src/orders/schemas.js';
+import { generateWorld, WORLD_SIZES } from '../src/world/generate.js';
+import { skipWithoutRealPostgres } from './helpers/env.js';
+import { sharedDatabase } from './helpers/processes.js';
+
+// The ops lists must be fast by design: each one is served by an index, whatever the size of
+// the network. This reads the planner's choice on a generated world large enough for it to
+// prefer indexes, and fails if a list falls back to scanning or sorting every order.
+
+type Plan = { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; Plans?: Plan[] };
+const nodes = (p: Plan): Plan[] => [p, ...(p.Plans ?? []).flatMap(nodes)];
+
+describe.skipIf(skipWithoutRealPostgres())('query plans of the order lists on a generated world', () => {
+  let shared: Awaited<ReturnType<typeof sharedDatabase>>;
+  const ops: Principal = { role: 'ops', sub: 'plans', expiresAt: new Date(Date.now() + 3600_000) };
+  let customerId: string;
+
+  beforeAll(async () => {
+    shared = await sharedDatabase();
+    await generateWorld(shared.database.db, { ...WORLD_SIZES.small!, seed: 7 });
+    await shared.database.pool!.query('analyze');
+    customerId = (await shared.database.pool!.query('select customer_id from orders group by 1 order by count(*) desc limit 1')).rows[0].customer_id;
+  }, 120_000);
+  afterAll(() => shared?.drop());
+
+  async function plan(principal: Principal, query: Record<string, string>): Promise<Plan[]> {
+    const q = listOrdersQuery.parse(query);
+    const compiled = listQuery(shared.database.db, principal, q, new Date()).query.compile();
+    const r = await shared.database.db.executeQuery<{ 'QUERY PLAN': Array<{ Plan: Plan }> }>(
+      CompiledQuery.raw(`explain (format json) ${compiled.sql}`, [...compiled.parameters]),
+    );
+    return nodes(r.rows[0]!['QUERY PLAN'][0]!.Plan);
+  }
+
+  const cases: Array<[string, Principal | 'customer', Record<string, string>, string]> = [
+    ['late list, worst first', ops, { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' }, 'orders_unfinished_promised'],
+    ['at-risk list', ops, { atRisk: 'true', sort: 'promisedAt', limit: '50' }, 'orders_'],
+    ['overrun list', ops, { overrun: 'true', status: 'open,on_hold,shipped', limit: '50' }, 'orders_'],
+    ['silent list', ops, { silent: 'true', limit: '50' }, 'orders_'],
+    ["a customer's orders", 'customer', { sort: 'promisedAt', limit: '50' }, 'orders_customer'],
+    ['recently updated', ops, { sort: '-updatedAt', limit: '50' }, 'orders_updated'],
+  ];
+
+  it.each(cases)('%s uses an index, never a scan of every order', async (_name, who, query, index) => {
+    const principal: Principal = who === 'customer' ? { role: 'customer', sub: 'c', customerId, expiresAt: new Date(Date.now() + 3600_000) } : who;
+    const plan1 = await plan(principal, query);
+    const scans = plan1.filter((n) => n['Relation Name'] === 'orders');
+    expect(scans.length, JSON.stringify(plan1.map((n) => n['Node Type']))).toBeGreaterThan(0);
+    for (const s of scans) expect(s['Node Type'], JSON.stringify(plan1)).not.toBe('Seq Scan');
+    // An index scan, or a bitmap heap scan fed by bitmap index scans of the orders indexes.
+    expect(plan1.some((n) => (n['Index Name'] ?? '').startsWith(index)), JSON.stringify(plan1)).toBe(true);
+  });
+
+  it('the late list reads in index order: no sort of all late orders', async () => {
+    const p = await plan(ops, { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' });
+    expect(p.map((n) => n['Node Type'])).not.toContain('Sort');
+  });
+});
