@@ -174,6 +174,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const registry = new ConnectionRegistry(database.db, notifier, logError('revocation check failed'));
   app.decorate('notifier', notifier);
   app.decorate('hub', hub);
+  app.metrics.observeStreams(() => ({ subscriptions: hub.subscriptions, read: hub.read, delivered: hub.delivered, connections: registry.size }));
   const io = attachSocketServer(app, hub, registry, {
     maxTopicsPerSocket: config.STREAM_MAX_TOPICS_PER_SOCKET,
     maxPayloadBytes: config.STREAM_MAX_PAYLOAD_BYTES,

@@ -43,7 +43,30 @@ export function createMetrics(database: Database) {
       },
     });
   }
-  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed };
+  // Stream figures are read from the hub when scraped: nothing to update on the hot path.
+  let streams: () => { subscriptions: number; read: number; delivered: number; connections: number } = () => ({
+    subscriptions: 0,
+    read: 0,
+    delivered: 0,
+    connections: 0,
+  });
+  const gauge = (name: string, help: string, pick: (s: ReturnType<typeof streams>) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(pick(streams()));
+      },
+    });
+  gauge('orderstream_stream_subscriptions', 'Open stream subscriptions on this instance (socket topics and SSE)', (s) => s.subscriptions);
+  gauge('orderstream_stream_events_read', 'Events read from the log by this instance since start (a counter)', (s) => s.read);
+  gauge('orderstream_stream_events_delivered', 'Event deliveries to subscribers by this instance since start (a counter)', (s) => s.delivered);
+  gauge('orderstream_stream_factory_connections', 'Open sockets and SSE streams opened with a factory key', (s) => s.connections);
+  const observeStreams = (fn: typeof streams) => {
+    streams = fn;
+  };
+  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed, observeStreams };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
