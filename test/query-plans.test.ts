@@ -37,7 +37,7 @@ describe.skipIf(skipWithoutRealPostgres())('query plans of the order lists on a 
   }
 
   const cases: Array<[string, Principal | 'customer', Record<string, string>, string]> = [
-    ['late list, worst first', ops, { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' }, 'orders_unfinished_promised'],
+    ['late list, worst first', ops, { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
     ['at-risk list', ops, { atRisk: 'true', sort: 'promisedAt', limit: '50' }, 'orders_'],
     ['overrun list', ops, { overrun: 'true', status: 'open,on_hold,shipped', limit: '50' }, 'orders_'],
     ['silent list', ops, { silent: 'true', limit: '50' }, 'orders_'],

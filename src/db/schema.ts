@@ -52,6 +52,7 @@ export interface OrdersTable {
   current_stages: Generated<string[]>;
   progress: Generated<number>;
   promised_at: Timestamp;
+  due_at: Timestamp;
   projection_lead_minutes: number | null;
   projection_floor_at: NullableTimestamp;
   at_risk_at: NullableTimestamp;

@@ -1,5 +1,5 @@
 import { conflict } from '../http/problems.js';
-import { SHIPPING_STAGE, type OrderState, type StepState } from '../orders/model.js';
+import { CUSTOMER_HOLD, SHIPPING_STAGE, type OrderState, type StepState } from '../orders/model.js';
 import type { EventInput } from './schemas.js';
 
 /** What an accepted event records, besides its order, seq, actor and times. */
@@ -99,6 +99,10 @@ export function applyEvent(state: OrderState, input: EventInput, at: Date): Reco
     }
     case 'resumed': {
       if (state.status !== 'on_hold') throw conflict('not-on-hold', 'the order is not on hold');
+      // Time spent waiting on the customer moves the promise: the clock was paused.
+      if (state.holdCause === CUSTOMER_HOLD && state.heldAt && at > state.heldAt) {
+        state.dueAt = new Date(state.dueAt.getTime() + (at.getTime() - state.heldAt.getTime()));
+      }
       state.status = 'open';
       state.holdCause = null;
       state.heldAt = null;

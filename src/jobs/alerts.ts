@@ -24,8 +24,8 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
       .select('id')
       .where(unfinished)
       .where('late_alerted', '=', false)
-      .where('promised_at', '<', now)
-      .orderBy('promised_at')
+      .where('due_at', '<', now)
+      .orderBy('due_at')
       .limit(limit)
       .execute();
     const atRisk = await tx
@@ -34,7 +34,7 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
       .where(unfinished)
       .where('at_risk_alerted', '=', false)
       .where('at_risk_at', '<', now)
-      .where('promised_at', '>=', now)
+      .where('due_at', '>=', now)
       .orderBy('at_risk_at')
       .limit(limit)
       .execute();
@@ -46,7 +46,10 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
     for (const { row } of orders.values()) {
       // Judged again under the lock: an event may have changed the order since the query above.
       if (!['open', 'on_hold', 'shipped'].includes(row.status)) continue;
-      const flags = flagsAt({ status: row.status, promisedAt: row.promised_at, deliveredAt: row.delivered_at, atRiskAt: row.at_risk_at }, now);
+      const flags = flagsAt(
+        { status: row.status, dueAt: row.due_at, deliveredAt: row.delivered_at, atRiskAt: row.at_risk_at, holdCause: row.hold_cause, heldAt: row.held_at },
+        now,
+      );
       const type = flags.late && !row.late_alerted ? 'became_late' : flags.atRisk && !row.at_risk_alerted ? 'became_at_risk' : undefined;
       if (!type) continue;
       const seq = row.last_seq + 1;
@@ -62,6 +65,7 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
         occurredAt: now,
         data: {
           promisedAt: row.promised_at.toISOString(),
+          dueAt: row.due_at.toISOString(),
           projectedAt: projectedAt(
             { status: row.status, deliveredAt: null, projectionLeadMinutes: row.projection_lead_minutes, projectionFloorAt: row.projection_floor_at },
             now,

@@ -20,14 +20,14 @@ export async function summary(db: Kysely<DB>, o: { now: Date; windowHours: numbe
       select count(*) filter (where status = 'open')::int as open,
              count(*) filter (where status = 'on_hold')::int as on_hold,
              count(*) filter (where status = 'shipped')::int as in_transit,
-             count(*) filter (where promised_at < ${o.now})::int as late,
-             count(*) filter (where at_risk_at < ${o.now} and promised_at >= ${o.now})::int as at_risk,
+             count(*) filter (where due_at < ${o.now} and (hold_cause is distinct from 'engineering_query' or held_at > due_at))::int as late,
+             count(*) filter (where at_risk_at < ${o.now} and due_at >= ${o.now})::int as at_risk,
              count(*) filter (where status = 'open' and last_event_at < ${silentBefore})::int as silent,
              count(*) filter (where overrun_at < ${o.now})::int as overrun,
              count(*) filter (where late_start_at < ${o.now})::int as late_start
       from orders where status in ('open', 'on_hold', 'shipped')`.execute(db),
     sql<{ count: number; on_time: number; p50: number | null; p90: number | null }>`
-      select count(*)::int as count, count(*) filter (where delivered_at <= promised_at)::int as on_time,
+      select count(*)::int as count, count(*) filter (where delivered_at <= due_at)::int as on_time,
              percentile_cont(0.5) within group (order by extract(epoch from delivered_at - created_at) / 3600) as p50,
              percentile_cont(0.9) within group (order by extract(epoch from delivered_at - created_at) / 3600) as p90
       from orders where status = 'delivered' and delivered_at >= ${start} and delivered_at <= ${o.now}`.execute(db),

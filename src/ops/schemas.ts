@@ -28,10 +28,10 @@ export const summarySchema = z.object({
       overrun: z.number().int(),
       lateStart: z.number().int(),
     })
-    .describe('Unfinished orders now. late: promised date passed. atRisk: projected past the promise, not late yet. silent: open with no update for 24 h. overrun: a stage past its planned hours. lateStart: a ready stage past its planned start.'),
+    .describe('Unfinished orders now. late: due date passed (the promise, paused while the customer holds the order). atRisk: projected past the promise, not late yet. silent: open with no update for 24 h. overrun: a stage past its planned hours. lateStart: a ready stage past its planned start.'),
   delivered: z
     .object({ count: z.number().int(), onTime: z.number().int(), onTimeRate: rate, leadTimeHours: hours })
-    .describe('Orders delivered in the window: on time = delivered on or before the promise; lead time = creation to delivery.'),
+    .describe('Orders delivered in the window: on time = delivered on or before the due date (the promise, moved by the time spent waiting on the customer); lead time = creation to delivery.'),
   wipByStage: z.array(z.object({ stage: z.string(), orders: z.number().int() })).describe('Unfinished orders by current stage'),
   factories: z
     .array(

@@ -19,6 +19,7 @@ const COLUMNS: Array<[string, (o: Order) => unknown]> = [
   ['currentStages', (o) => o.currentStages.join(' ')],
   ['progress', (o) => o.progress],
   ['promisedAt', (o) => o.promisedAt],
+  ['dueAt', (o) => o.dueAt],
   ['projectedAt', (o) => o.projectedAt],
   ['late', (o) => o.late],
   ['atRisk', (o) => o.atRisk],

@@ -39,22 +39,24 @@ function decode(text: string, sort: ListOrdersQuery['sort']): PageCursor {
 }
 
 const unfinished = sql<SqlBool>`orders.status in ('open', 'on_hold', 'shipped')`;
+/** Past due as of ref, for an unfinished order; a customer's hold pauses the clock at its start. */
+const pastDue = (ref: Date) =>
+  sql<SqlBool>`(orders.due_at < ${ref} and (orders.hold_cause is distinct from 'engineering_query' or orders.held_at > orders.due_at))`;
 
 /** Lateness in seconds as of ref: how far past its promise the order is (or was delivered); cancelled last. */
 const lateness = (ref: Date) =>
-  sql<number>`coalesce(extract(epoch from (coalesce(orders.delivered_at, case when ${unfinished} then ${ref}::timestamptz end) - orders.promised_at)), -1e15)::float8`;
+  sql<number>`coalesce(extract(epoch from (coalesce(orders.delivered_at, case when ${unfinished} then
+    (case when orders.hold_cause = 'engineering_query' then orders.held_at else ${ref}::timestamptz end) end) - orders.due_at)), -1e15)::float8`;
 
 /**
  * The listing's query, separate from its execution so a test can EXPLAIN exactly what runs.
- * Sorting by lateness among unfinished orders only is the same as sorting by promised date,
+ * Sorting by lateness among unfinished orders only is the same as sorting by due date,
  * which an index serves: that case (the late list of ops) is sorted so.
  */
 export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref: Date, cursor?: PageCursor) {
   const onlyUnfinished = q.status !== undefined && q.status.every((s) => s === 'open' || s === 'on_hold' || s === 'shipped');
-  const lateExpr = onlyUnfinished
-    ? sql<SqlBool>`orders.promised_at < ${ref}`
-    : sql<SqlBool>`((${unfinished} and orders.promised_at < ${ref}) or orders.delivered_at > orders.promised_at)`;
-  const atRiskExpr = sql<SqlBool>`(${unfinished} and orders.at_risk_at < ${ref} and orders.promised_at >= ${ref})`;
+  const lateExpr = onlyUnfinished ? pastDue(ref) : sql<SqlBool>`((${unfinished} and ${pastDue(ref)}) or orders.delivered_at > orders.due_at)`;
+  const atRiskExpr = sql<SqlBool>`(${unfinished} and orders.at_risk_at < ${ref} and orders.due_at >= ${ref})`;
   const passed = (column: 'overrun_at' | 'late_start_at') => sql<SqlBool>`(${unfinished} and orders.${sql.ref(column)} < ${ref})`;
   const silentExpr = sql<SqlBool>`(orders.status = 'open' and orders.last_event_at < ${new Date(ref.getTime() - q.silentAfterHours * 3_600_000)})`;
   const flag = (on: boolean, expr: ReturnType<typeof passed>) => (on ? expr : sql<SqlBool>`not ${expr}`);
@@ -83,14 +85,14 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     );
 
   let keyOf: (r: OrderRow & { sort_key?: number }) => string | number;
-  const byPromised = () => {
-    keyOf = (r) => r.promised_at.toISOString();
-    if (cursor) query = query.where(sql<SqlBool>`(orders.promised_at, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
-    query = query.orderBy('orders.promised_at').orderBy('orders.id');
+  const ascending = (column: 'promised_at' | 'due_at') => {
+    keyOf = (r) => r[column].toISOString();
+    if (cursor) query = query.where(sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
+    query = query.orderBy(`orders.${column}`).orderBy('orders.id');
   };
   switch (q.sort) {
     case 'promisedAt':
-      byPromised();
+      ascending('promised_at');
       break;
     case '-updatedAt':
       keyOf = (r) => r.updated_at.toISOString();
@@ -100,7 +102,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     case '-lateness': {
       if (onlyUnfinished) {
         if (cursor && typeof cursor.k !== 'string') throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'the filters changed between pages' }]);
-        byPromised();
+        ascending('due_at');
         break;
       }
       if (cursor && typeof cursor.k !== 'number') throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'the filters changed between pages' }]);

@@ -6,6 +6,9 @@ export type StepStatus = 'pending' | 'in_progress' | 'done';
 
 export const UNFINISHED: readonly OrderStatus[] = ['open', 'on_hold', 'shipped'];
 
+/** The hold cause that is the customer's: it pauses the promise clock and is not the factory's lateness. */
+export const CUSTOMER_HOLD = 'engineering_query';
+
 /** The stage that, when a route has it, is the carrier's leg: `shipped` starts it, `delivered` ends it. */
 export const SHIPPING_STAGE = 'shipping';
 
@@ -28,6 +31,8 @@ export interface OrderState {
   customerId: string;
   status: OrderStatus;
   promisedAt: Date;
+  /** The promise moved by the time spent waiting on the customer (engineering queries). */
+  dueAt: Date;
   createdAt: Date;
   holdCause: string | null;
   heldAt: Date | null;

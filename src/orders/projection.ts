@@ -1,4 +1,4 @@
-import { UNFINISHED, type Derived, type OrderState, type StepState } from './model.js';
+import { CUSTOMER_HOLD, UNFINISHED, type Derived, type OrderState, type StepState } from './model.js';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
@@ -71,9 +71,11 @@ export function derive(state: OrderState, now: Date): Derived {
     .map((s) => s.stage);
   const { lead, floor } = projectCompletion(state.steps);
   const leadMinutes = Math.ceil(lead / MINUTE);
-  const promised = state.promisedAt.getTime();
-  // At risk once t + lead > promised, i.e. after promised - lead; at once if the floor alone passes it.
-  const atRiskAt = floor > promised ? now : new Date(promised - leadMinutes * MINUTE);
+  const due = state.dueAt.getTime();
+  // At risk once t + lead > due, i.e. after due - lead; at once if the floor alone passes it.
+  // While the customer holds the order the clock is paused: not at risk until it resumes.
+  const customerHold = state.status === 'on_hold' && state.holdCause === CUSTOMER_HOLD;
+  const atRiskAt = customerHold ? null : floor > due ? now : new Date(due - leadMinutes * MINUTE);
   return {
     currentStages,
     progress,
@@ -99,14 +101,28 @@ export function planRoute(
   });
 }
 
-/** Time-dependent flags of an order, as of `now`. Late wins over at risk: a late order is not "at risk". */
+/**
+ * Time-dependent flags of an order, as of `now`, against its due date (the promise, moved by
+ * the customer's holds). While the customer holds it the clock is paused at the hold's start.
+ * Late wins over at risk: a late order is not "at risk".
+ */
 export function flagsAt(
-  o: { status: string; promisedAt: Date; deliveredAt: Date | null; atRiskAt: Date | null; overrunAt?: Date | null; lateStartAt?: Date | null },
+  o: {
+    status: string;
+    dueAt: Date;
+    deliveredAt: Date | null;
+    atRiskAt: Date | null;
+    holdCause?: string | null;
+    heldAt?: Date | null;
+    overrunAt?: Date | null;
+    lateStartAt?: Date | null;
+  },
   now: Date,
 ): { late: boolean; atRisk: boolean; lateByMinutes: number; overrun: boolean; lateStart: boolean } {
   const unfinished = (UNFINISHED as readonly string[]).includes(o.status);
-  const end = o.deliveredAt ?? (unfinished ? now : null);
-  const lateMs = end ? end.getTime() - o.promisedAt.getTime() : 0;
+  const paused = o.status === 'on_hold' && o.holdCause === CUSTOMER_HOLD && o.heldAt ? o.heldAt : null;
+  const end = o.deliveredAt ?? (unfinished ? (paused ?? now) : null);
+  const lateMs = end ? end.getTime() - o.dueAt.getTime() : 0;
   const late = lateMs > 0 && o.status !== 'cancelled';
   const atRisk = unfinished && !late && o.atRiskAt !== null && now.getTime() > o.atRiskAt.getTime();
   const passed = (t: Date | null | undefined) => unfinished && !!t && now.getTime() > t.getTime();

@@ -21,6 +21,7 @@ export const toOrderState = (r: OrderRow, steps: StepState[]): OrderState => ({
   customerId: r.customer_id,
   status: r.status as OrderStatus,
   promisedAt: r.promised_at,
+  dueAt: r.due_at,
   createdAt: r.created_at,
   holdCause: r.hold_cause,
   heldAt: r.held_at,
@@ -94,6 +95,7 @@ export async function saveOrderState(
     .updateTable('orders')
     .set({
       status: after.status,
+      due_at: after.dueAt,
       hold_cause: after.holdCause,
       held_at: after.heldAt,
       shipped_at: after.shippedAt,

@@ -18,9 +18,11 @@ export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
   const flags = flagsAt(
     {
       status: r.status,
-      promisedAt: r.promised_at,
+      dueAt: r.due_at,
       deliveredAt: r.delivered_at,
       atRiskAt: r.at_risk_at,
+      holdCause: r.hold_cause,
+      heldAt: r.held_at,
       overrunAt: r.overrun_at,
       lateStartAt: r.late_start_at,
     },
@@ -37,6 +39,7 @@ export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
     currentStages: r.current_stages,
     progress: r.progress,
     promisedAt: r.promised_at.toISOString(),
+    dueAt: r.due_at.toISOString(),
     projectedAt: iso(
       projectedAt(
         {
@@ -149,6 +152,7 @@ export async function createOrder(
       customerId: input.customerId,
       status: 'open',
       promisedAt: new Date(input.promisedAt),
+      dueAt: new Date(input.promisedAt),
       createdAt: now,
       holdCause: null,
       heldAt: null,
@@ -181,6 +185,7 @@ export async function createOrder(
         product: input.product,
         quantity: input.quantity,
         promised_at: state.promisedAt,
+        due_at: state.dueAt,
         last_seq: 1,
         last_event_at: now,
         created_at: now,

@@ -149,6 +149,7 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
                 quantity: sim.quantity,
                 status: s.status,
                 promised_at: s.promisedAt,
+                due_at: s.dueAt,
                 hold_cause: s.holdCause,
                 held_at: s.heldAt,
                 shipped_at: s.shippedAt,

@@ -117,6 +117,11 @@ export function simulateOrder(
     customerId: o.customerId,
     status,
     promisedAt,
+    // A customer's hold that ended moved the promise by its length; one still running pauses it.
+    dueAt:
+      holdCause === 'engineering_query' && events.some((e) => e.type === 'resumed')
+        ? new Date(promisedAt.getTime() + holdHours * HOUR)
+        : promisedAt,
     createdAt: o.createdAt,
     holdCause: status === 'on_hold' ? holdCause : null,
     heldAt: status === 'on_hold' ? (events.find((e) => e.type === 'hold')?.at ?? null) : null,
@@ -127,9 +132,12 @@ export function simulateOrder(
     steps,
   };
   const derived = derive(state, o.now);
-  const flags = flagsAt({ status, promisedAt, deliveredAt: state.deliveredAt, atRiskAt: derived.atRiskAt }, o.now);
+  const flags = flagsAt(
+    { status, dueAt: state.dueAt, deliveredAt: state.deliveredAt, atRiskAt: derived.atRiskAt, holdCause: state.holdCause, heldAt: state.heldAt },
+    o.now,
+  );
   // The alerts the service would have raised by now, at their moments.
-  if (flags.late && status !== 'delivered') events.push({ type: 'became_late', stage: null, factoryId: null, at: promisedAt, data: { promisedAt: promisedAt.toISOString() } });
+  if (flags.late && status !== 'delivered') events.push({ type: 'became_late', stage: null, factoryId: null, at: state.dueAt, data: { promisedAt: promisedAt.toISOString() } });
   if (flags.atRisk) events.push({ type: 'became_at_risk', stage: null, factoryId: null, at: o.now, data: { promisedAt: promisedAt.toISOString() } });
   events.sort((a, b) => a.at.getTime() - b.at.getTime());
   state.lastSeq = events.length + 1; // + created
