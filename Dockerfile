@@ -13,6 +13,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/src/board/public ./dist/src/board/public
 COPY package.json ./
 USER node
 EXPOSE 3000

@@ -17,4 +17,12 @@ export default tseslint.config(
   { files: ['migrations/**', 'src/db/migrator.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   // Tests read JSON bodies and check them with assertions; typing every body would only restate them.
   { files: ['test/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
+  // The operations board's page scripts run in the browser, as ES modules.
+  {
+    files: ['src/board/public/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', history: 'readonly', sessionStorage: 'readonly', getComputedStyle: 'readonly', atob: 'readonly', URLSearchParams: 'readonly', Node: 'readonly', Intl: 'readonly' },
+    },
+  },
 );

@@ -23,6 +23,7 @@ import { registerJsonParser } from './http/json-body.js';
 import { ProblemError } from './http/problems.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { healthRoutes } from './observability/health-routes.js';
+import { boardRoutes } from './board/routes.js';
 import { scheduleAlerts } from './jobs/alerts.js';
 import { scheduleRetention } from './jobs/retention.js';
 import { ConnectionRegistry } from './streams/connections.js';
@@ -88,6 +89,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
 
+  // What was opened before a failure is closed again, so a failed start leaks no connection.
+  const undo: Array<() => unknown> = [];
+  try {
+    await assemble(app, opts, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => undefined);
+    throw err;
+  }
+  return app;
+}
+
+type App = FastifyInstance & ReturnType<FastifyInstance['withTypeProvider']>;
+
+/** The database, the streams, the jobs and the routes, on the configured server. */
+async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) {
+  const { config } = opts;
+
   const database =
     opts.database ??
     (await openDatabase(
@@ -98,7 +116,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // The embedded database belongs to this process: bring it up to date on start. A shared
   // Postgres is migrated by `npm run db:migrate` as a deployment step (readyz reports if not).
   if (database.kind === 'embedded' && !opts.database) await migrateToLatest(database.db);
-  if (!opts.database) app.addHook('onClose', () => database.close());
+  if (!opts.database) {
+    undo.push(() => database.close());
+    app.addHook('onClose', () => database.close());
+  }
 
   const jwt = createJwtVerifier({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY, issuer: config.JWT_ISSUER });
   app.decorate('config', config);
@@ -164,6 +185,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Streams: the wake-ups between instances, this instance's tail of the log, and its connections.
   const logError = (msg: string) => (err: unknown) => app.log.warn({ err }, msg);
   const notifier = await createNotifier(database, logError('stream notification failed'));
+  undo.push(() => notifier.close());
   const hub = new StreamHub(
     database.db,
     notifier,
@@ -171,7 +193,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logError('stream tail failed; retrying'),
   );
   await hub.start();
+  undo.push(() => hub.stop());
   const registry = new ConnectionRegistry(database.db, notifier, logError('revocation check failed'));
+  undo.push(() => registry.stop());
   app.decorate('notifier', notifier);
   app.decorate('hub', hub);
   app.metrics.observeStreams(() => ({ subscriptions: hub.subscriptions, read: hub.read, delivered: hub.delivered, connections: registry.size }));
@@ -181,6 +205,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     maxBufferedBytes: config.STREAM_MAX_BUFFERED_BYTES,
   });
   const stopAlerts = scheduleAlerts(database, config.ALERTS_INTERVAL_MS, () => notifier.eventsAppended(), logError('alert pass failed'));
+  undo.push(stopAlerts);
   app.addHook('preClose', async () => {
     stopAlerts();
     hub.stop();
@@ -195,9 +220,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const stopRetention = scheduleRetention(database, config.IDEMPOTENCY_RETENTION_HOURS, (err) =>
     app.log.warn({ err }, 'idempotency key purge failed'),
   );
+  undo.push(stopRetention);
   app.addHook('onClose', async () => stopRetention());
 
   await app.register(healthRoutes);
+  await app.register(boardRoutes);
   await app.register(async (api) => {
     // Every route in this context needs a verified caller; refused before the body is read.
     api.addHook('preParsing', async (req) => {
@@ -217,5 +244,4 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     });
   });
 
-  return app;
 }
