@@ -56,7 +56,11 @@ describe.skipIf(skipWithoutRealPostgres())('query plans of the order lists on a 
   });
 
   it('the late list reads in index order: no sort of all late orders', async () => {
+    // A Sort may order the merged first pages (a page each from the running and the paused
+    // orders), never the late orders read from the index.
     const p = await plan(ops, { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' });
-    expect(p.map((n) => n['Node Type'])).not.toContain('Sort');
+    const sorts = p.filter((n) => n['Node Type'] === 'Sort');
+    for (const s of sorts) expect(nodes(s).some((n) => n['Index Name'] === 'orders_unfinished_due'), JSON.stringify(s)).toBe(false);
+    expect(p.some((n) => n['Index Name'] === 'orders_unfinished_due' && n['Node Type'] === 'Index Scan')).toBe(true);
   });
 });

@@ -48,10 +48,19 @@ const lateness = (ref: Date) =>
   sql<number>`coalesce(extract(epoch from (coalesce(orders.delivered_at, case when ${unfinished} then
     (case when orders.hold_cause = 'engineering_query' then orders.held_at else ${ref}::timestamptz end) end) - orders.due_at)), -1e15)::float8`;
 
+const pausedByCustomer = sql<SqlBool>`orders.hold_cause = 'engineering_query'`;
+/**
+ * The moment an order's lateness is measured against, as a point on the clock: its due date, or
+ * for an order waiting on the customer, the due date moved on by the wait so far. Ascending, this
+ * is lateness descending among unfinished orders.
+ */
+const pausedDue = (ref: Date) => sql<Date>`(orders.due_at + (${ref}::timestamptz - orders.held_at))`;
+
 /**
  * The listing's query, separate from its execution so a test can EXPLAIN exactly what runs.
- * Sorting by lateness among unfinished orders only is the same as sorting by due date,
- * which an index serves: that case (the late list of ops) is sorted so.
+ * Sorting unfinished orders by lateness is sorting them by due date, which an index serves,
+ * except for the few whose clock the customer paused: the late list of ops reads the two apart
+ * (the first from the index, the second from its own small index) and merges them.
  */
 export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref: Date, cursor?: PageCursor) {
   const onlyUnfinished = q.status !== undefined && q.status.every((s) => s === 'open' || s === 'on_hold' || s === 'shipped');
@@ -59,7 +68,8 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   const atRiskExpr = sql<SqlBool>`(${unfinished} and orders.at_risk_at < ${ref} and orders.due_at >= ${ref})`;
   const passed = (column: 'overrun_at' | 'late_start_at') => sql<SqlBool>`(${unfinished} and orders.${sql.ref(column)} < ${ref})`;
   const silentExpr = sql<SqlBool>`(orders.status = 'open' and orders.last_event_at < ${new Date(ref.getTime() - q.silentAfterHours * 3_600_000)})`;
-  const flag = (on: boolean, expr: ReturnType<typeof passed>) => (on ? expr : sql<SqlBool>`not ${expr}`);
+  // A flag's negation is every order the flag does not hold for, including those where it is unknown (NULL).
+  const flag = (on: boolean, expr: ReturnType<typeof passed>) => (on ? expr : sql<SqlBool>`(${expr}) is not true`);
   const factoryScope = (factoryId: string) =>
     sql<SqlBool>`exists (select 1 from order_steps s where s.order_id = orders.id and s.factory_id = ${factoryId})`;
 
@@ -84,8 +94,8 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       qb.where(sql<SqlBool>`orders.product ilike ${'%' + q.product!.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`),
     );
 
-  let keyOf: (r: OrderRow & { sort_key?: number }) => string | number;
-  const ascending = (column: 'promised_at' | 'due_at') => {
+  let keyOf: (r: OrderRow & { sort_key?: number | Date }) => string | number;
+  const ascending = (column: 'promised_at') => {
     keyOf = (r) => r[column].toISOString();
     if (cursor) query = query.where(sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
     query = query.orderBy(`orders.${column}`).orderBy('orders.id');
@@ -102,12 +112,35 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     case '-lateness': {
       if (onlyUnfinished) {
         if (cursor && typeof cursor.k !== 'string') throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'the filters changed between pages' }]);
-        ascending('due_at');
-        break;
+        keyOf = (r) => (r.sort_key as Date).toISOString();
+        const after = (key: ReturnType<typeof pausedDue>) =>
+          sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k as string)}::timestamptz, ${cursor!.id}::uuid)`;
+        const running = query
+          .where(sql<SqlBool>`(${pausedByCustomer}) is not true`)
+          .$if(cursor !== undefined, (qb) => qb.where(after(sql<Date>`orders.due_at`)))
+          .select(sql<Date>`orders.due_at`.as('sort_key'))
+          .orderBy('orders.due_at')
+          .orderBy('orders.id')
+          .limit(q.limit + 1);
+        const paused = query
+          .where(pausedByCustomer)
+          .$if(cursor !== undefined, (qb) => qb.where(after(pausedDue(ref))))
+          .select(pausedDue(ref).as('sort_key'))
+          .orderBy(pausedDue(ref))
+          .orderBy('orders.id')
+          .limit(q.limit + 1);
+        const merged = db
+          .selectFrom(running.as('running'))
+          .selectAll()
+          .unionAll(db.selectFrom(paused.as('paused')).selectAll())
+          .orderBy('sort_key')
+          .orderBy('id')
+          .limit(q.limit + 1);
+        return { query: merged, keyOf: keyOf! };
       }
       if (cursor && typeof cursor.k !== 'number') throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'the filters changed between pages' }]);
       const l = lateness(ref);
-      keyOf = (r) => r.sort_key!;
+      keyOf = (r) => r.sort_key as number;
       if (cursor) query = query.where(sql<SqlBool>`(${l} < ${cursor.k}::float8 or (${l} = ${cursor.k}::float8 and orders.id > ${cursor.id}::uuid))`);
       query = query.orderBy(l, 'desc').orderBy('orders.id').select(l.as('sort_key'));
       break;
@@ -126,7 +159,7 @@ export async function listOrders(
   const cursor = q.cursor ? decode(q.cursor, q.sort) : undefined;
   const ref = cursor ? new Date(cursor.ref) : now;
   const { query, keyOf } = listQuery(db, p, q, ref, cursor);
-  const rows = (await query.execute()) as Array<OrderRow & { sort_key?: number }>;
+  const rows = (await query.execute()) as Array<OrderRow & { sort_key?: number | Date }>;
 
   const page = rows.slice(0, q.limit);
   const steps = await stepsOf(db, page.map((r) => r.id));
