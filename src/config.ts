@@ -1,7 +1,6 @@
 import { z } from 'zod';
 
-// Empty strings in the environment mean "unset": `FOO= npm start` must not turn into a bad value.
-const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
+const optionalString = z.string().optional();
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max).default(def);
 
@@ -63,7 +62,9 @@ export class ConfigError extends Error {}
 
 /** Parses the environment; the error names every bad variable and why. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const parsed = configSchema.safeParse(env);
+  // An empty (or blank) variable means "unset": `PORT= npm start` gets the default, not port 0.
+  const set = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
+  const parsed = configSchema.safeParse(set);
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
   throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
