@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import type { DB } from '../db/schema.js';
 import { decodeCursor, type Position } from '../events/cursor.js';
+import { ProblemError } from '../http/problems.js';
 import type { StreamedEvent } from './protocol.js';
 import { cursorOf, positionOf, readHead, readLog } from './log-reader.js';
 import type { Notifier } from './notifier.js';
@@ -54,6 +55,8 @@ export class StreamHub {
   private retry: NodeJS.Timeout | undefined;
   private retryDelay = 0;
   private stopped = false;
+  /** Whether the tail knows where the log ends; until then no stream can start. */
+  ready = false;
   /** Events read by the tail since start, for metrics and benchmarks. */
   delivered = 0;
   read = 0;
@@ -65,11 +68,25 @@ export class StreamHub {
     private readonly onError: (err: unknown) => void,
   ) {}
 
+  /**
+   * Finds the head of the log and starts tailing. A database that is away or not yet migrated
+   * does not stop the service from starting: the tail keeps trying, and streams answer 503 until
+   * it has found its place.
+   */
   async start(): Promise<void> {
-    this.position = (await readHead(this.db)).head;
     this.notifier.on('events', () => this.wake());
     this.timer = setInterval(() => this.wake(), this.opts.pollMs);
     this.timer.unref();
+    await this.findHead().catch((err) => {
+      this.onError(err);
+      this.scheduleRetry();
+    });
+  }
+
+  private async findHead(): Promise<void> {
+    if (this.ready) return;
+    this.position = (await readHead(this.db)).head;
+    this.ready = true;
   }
 
   /** The cursor of the last event this instance's tail has read: where a live stream starts. */
@@ -106,6 +123,7 @@ export class StreamHub {
   }
 
   private async drain(): Promise<void> {
+    if (!this.ready) return this.findHead();
     for (;;) {
       const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize });
       for (const e of batch) this.dispatch(e);
@@ -165,6 +183,7 @@ export class StreamHub {
    * `after` it buffers live events until catchUp() has replayed the log after that cursor.
    */
   open(topic: Topic, principal: Principal, sink: Sink, after?: string): Subscription {
+    this.assertReady();
     const sub = new Subscription(topic, principal, sink, after ?? this.cursor);
     const key = topicName(topic);
     let set = this.byTopic.get(key);
@@ -172,6 +191,13 @@ export class StreamHub {
     set.add(sub);
     sub.live = after === undefined;
     return sub;
+  }
+
+  /** Refuses a stream while the tail has not found the head of the log (database away at start). */
+  assertReady(): void {
+    if (!this.ready) {
+      throw new ProblemError(503, 'streams-unavailable', 'the event log cannot be read yet; retry shortly', { headers: { 'retry-after': '2' } });
+    }
   }
 
   /** Replays the log after the subscription's cursor, then takes what the tail buffered meanwhile and goes live. */

@@ -85,6 +85,7 @@ export const streamRoutes: FastifyPluginAsyncZod<StreamRouteOptions> = async (ap
       const after = checkCursor(req.headers['last-event-id'], 'headers.last-event-id') ?? checkCursor(req.query.after, 'query.after');
       const principal = req.principal!;
       await authorizeTopic(db, principal, topic);
+      opts.hub.assertReady();
 
       reply.hijack();
       const res = reply.raw;
