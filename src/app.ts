@@ -110,7 +110,12 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
     opts.database ??
     (await openDatabase(
       config.DATABASE_URL
-        ? { url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, logger: app.log }
+        ? {
+            url: config.DATABASE_URL,
+            poolSize: config.DATABASE_POOL_SIZE,
+            connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+            logger: app.log,
+          }
         : { dataDir: config.DATA_DIR, logger: app.log },
     ));
   // The embedded database belongs to this process: bring it up to date on start. A shared

@@ -15,6 +15,7 @@ export const configSchema = z
     ),
     DATA_DIR: z.string().default('./data'),
     DATABASE_POOL_SIZE: int(10, 1, 200),
+    DATABASE_CONNECT_TIMEOUT_MS: int(3000, 100, 60_000),
     JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
     JWT_PUBLIC_KEY: optionalString,
     JWT_ISSUER: optionalString,

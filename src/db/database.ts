@@ -22,7 +22,7 @@ export interface Database {
 }
 
 export type DatabaseOptions =
-  | { url: string; poolSize?: number; statementTimeoutMs?: number; logger?: Logger }
+  | { url: string; poolSize?: number; statementTimeoutMs?: number; connectTimeoutMs?: number; logger?: Logger }
   | { dataDir: string; logger?: Logger }
   | { pglite: PGlite; logger?: Logger };
 
@@ -45,19 +45,30 @@ function queryLog(logger: Logger | undefined) {
   };
 }
 
+const brief = (err: Error & { code?: string }) => ({ reason: err.message, code: err.code });
+
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if ('url' in options) {
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 10,
-      connectionTimeoutMillis: 5_000,
+      // While the database is down or saturated, a request waits at most this long for a
+      // connection, then fails as a 503: no request hangs on an outage.
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
       // A stuck statement or an abandoned transaction must not hold rows or the stream tail back.
       statement_timeout: options.statementTimeoutMs ?? 15_000,
       idle_in_transaction_session_timeout: 15_000,
       types: pgTypes,
     });
     // An idle client that loses its server emits 'error' on the pool; without a listener it crashes.
-    pool.on('error', (err) => options.logger?.warn({ err }, 'idle database connection lost'));
+    // (pg attaches the client to the error: log the error's own fields, not the whole client.)
+    pool.on('error', (err) => options.logger?.warn(brief(err), 'idle database connection lost'));
+    // A client checked out of the pool has no 'error' listener of the pool's, so a connection lost
+    // while Kysely holds it (a backend terminated, the server restarting) would be an uncaught
+    // error that ends the process. Its query fails all the same (a 503), and the pool drops it.
+    pool.on('connect', (client) =>
+      client.on('error', (err) => options.logger?.warn(brief(err), 'database connection lost while in use')),
+    );
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: queryLog(options.logger) });
     return { kind: 'postgres', db, pool, url: options.url, close: () => db.destroy() };
   }
