@@ -4,6 +4,7 @@ import * as m0002 from './0002_alerts.js';
 import * as m0003 from './0003_ops.js';
 import * as m0004 from './0004_due_at.js';
 import * as m0005 from './0005_paused_orders.js';
+import * as m0006 from './0006_kpi_rollups.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '0003_ops': m0003,
   '0004_due_at': m0004,
   '0005_paused_orders': m0005,
+  '0006_kpi_rollups': m0006,
 };

@@ -26,6 +26,7 @@ import { healthRoutes } from './observability/health-routes.js';
 import { boardRoutes } from './board/routes.js';
 import { scheduleAlerts } from './jobs/alerts.js';
 import { scheduleRetention } from './jobs/retention.js';
+import { scheduleRollups } from './jobs/rollups.js';
 import { ConnectionRegistry } from './streams/connections.js';
 import { StreamHub } from './streams/hub.js';
 import { createNotifier, type Notifier } from './streams/notifier.js';
@@ -226,6 +227,10 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
     app.log.warn({ err }, 'idempotency key purge failed'),
   );
   undo.push(stopRetention);
+  // The KPI rollups fold the facts writers record; readers add what is not folded yet.
+  const stopRollups = scheduleRollups(database, 2_000, (err) => app.log.warn({ err }, 'KPI rollup fold failed'));
+  undo.push(stopRollups);
+  app.addHook('onClose', async () => stopRollups());
   app.addHook('onClose', async () => stopRetention());
 
   await app.register(healthRoutes);

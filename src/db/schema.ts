@@ -110,6 +110,58 @@ export interface IdempotencyKeysTable {
   created_at: CreatedAt;
 }
 
+/** A calendar day (UTC) as 'YYYY-MM-DD': written as text, read back with ::text (never as a Date). */
+type Day = ColumnType<string, string, string>;
+
+export interface KpiFactsTable {
+  id: Generated<number>;
+  kind: 'count' | 'step_done' | 'delivered';
+  key: string;
+  day: Day | null;
+  n: number;
+  hours: number | null;
+  planned_hours: number | null;
+  on_time: boolean | null;
+}
+
+export interface OrderCountsTable {
+  key: string;
+  n: number;
+}
+
+export interface DeliveryDaysTable {
+  day: Day;
+  delivered: number;
+  on_time: number;
+}
+
+export interface DeliveryLeadBucketsTable {
+  day: Day;
+  bucket: number;
+  n: number;
+}
+
+export interface FactoryDaysTable {
+  factory_id: string;
+  day: Day;
+  completed: number;
+  on_time: number;
+  delay_hours: number;
+}
+
+export interface LeagueWindowsTable {
+  window_days: number;
+  since: Day;
+}
+
+export interface FactoryLeagueTable {
+  window_days: number;
+  factory_id: string;
+  completed: number;
+  on_time: number;
+  delay_hours: number;
+}
+
 export interface DB {
   customers: CustomersTable;
   engineers: EngineersTable;
@@ -119,6 +171,13 @@ export interface DB {
   order_steps: OrderStepsTable;
   events: EventsTable;
   idempotency_keys: IdempotencyKeysTable;
+  kpi_facts: KpiFactsTable;
+  order_counts: OrderCountsTable;
+  delivery_days: DeliveryDaysTable;
+  delivery_lead_buckets: DeliveryLeadBucketsTable;
+  factory_days: FactoryDaysTable;
+  league_windows: LeagueWindowsTable;
+  factory_league: FactoryLeagueTable;
 }
 
 export type OrderRow = Selectable<OrdersTable>;

@@ -1,82 +1,126 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { notFound } from '../http/problems.js';
+import { bucketOf, percentile } from './histogram.js';
+import { LEAGUE_WINDOWS, windowStart } from './rollups.js';
 import type { Performance, Summary } from './schemas.js';
 
 const HOUR = 3_600_000;
-const round = (v: unknown, digits = 3) => (v === null || v === undefined ? null : Math.round(Number(v) * 10 ** digits) / 10 ** digits);
+const round = (v: unknown, digits = 3) =>
+  v === null || v === undefined ? null : Math.round(Number(v) * 10 ** digits) / 10 ** digits;
 
 // Stage timing, the same everywhere: dwell = completion - start, on time = dwell within plan.
 const dwellHours = sql`extract(epoch from (s.completed_at - s.started_at)) / 3600`;
 const onTime = sql`(${dwellHours} <= s.planned_hours)::int`;
 const delay = sql`greatest(0, ${dwellHours} - s.planned_hours)`;
 
-/** The network at a glance, as of `now`, with delivery and factory figures over the window. */
-export async function summary(db: Kysely<DB>, o: { now: Date; windowHours: number; window: string; silentAfterHours: number }): Promise<Summary> {
-  const start = new Date(o.now.getTime() - o.windowHours * HOUR);
+type LeagueRow = { factory_id: string; name: string; country: string; completed: number; on_time: number; delay_hours: number };
+
+/**
+ * The worst factories of a window, lowest on-time stage rate first: from the league the fold
+ * job keeps for the usual windows (an index read), else summed from the daily rollup.
+ */
+async function worstFactories(db: Kysely<DB>, days: number, since: string): Promise<LeagueRow[]> {
+  const { rows } = (LEAGUE_WINDOWS as readonly number[]).includes(days)
+    ? await sql<LeagueRow>`
+        select l.factory_id, f.name, f.country, l.completed, l.on_time, l.delay_hours
+        from factory_league l join factories f on f.id = l.factory_id
+        where l.window_days = ${days} and l.completed > 0
+        order by (l.on_time::float8 / l.completed), l.completed desc, l.factory_id limit 10`.execute(db)
+    : await sql<LeagueRow>`
+        select d.factory_id, f.name, f.country, d.completed, d.on_time, d.delay_hours
+        from (select factory_id, sum(completed)::int as completed, sum(on_time)::int as on_time, sum(delay_hours) as delay_hours
+              from factory_days where day >= ${since}::date group by factory_id) d
+        join factories f on f.id = d.factory_id
+        where d.completed > 0 order by (d.on_time::float8 / d.completed), d.completed desc, d.factory_id limit 10`.execute(db);
+  return rows;
+}
+
+/**
+ * The network at a glance, as of `now`. The counts that time alone changes (late, at risk,
+ * silent, overrun, late start) are counted from their indexes; everything else is read from the
+ * maintained rollups plus the facts not folded into them yet, so it is exact when read. The
+ * window counts whole UTC days: the `ceil(hours / 24)` days before today, and today so far.
+ */
+export async function summary(
+  db: Kysely<DB>,
+  o: { now: Date; windowHours: number; window: string; silentAfterHours: number },
+): Promise<Summary> {
+  const days = Math.ceil(o.windowHours / 24);
+  const since = windowStart(o.now, days);
   const silentBefore = new Date(o.now.getTime() - o.silentAfterHours * HOUR);
-  const [counts, delivered, wip, factories, countries] = await Promise.all([
+  const [live, counted, delivered, buckets, unfolded, factories] = await Promise.all([
     sql<Record<string, number>>`
-      select count(*) filter (where status = 'open')::int as open,
-             count(*) filter (where status = 'on_hold')::int as on_hold,
-             count(*) filter (where status = 'shipped')::int as in_transit,
-             count(*) filter (where due_at < ${o.now} and (hold_cause is distinct from 'engineering_query' or held_at > due_at))::int as late,
-             count(*) filter (where at_risk_at < ${o.now} and due_at >= ${o.now})::int as at_risk,
-             count(*) filter (where status = 'open' and last_event_at < ${silentBefore})::int as silent,
-             count(*) filter (where overrun_at < ${o.now})::int as overrun,
-             count(*) filter (where late_start_at < ${o.now})::int as late_start
-      from orders where status in ('open', 'on_hold', 'shipped')`.execute(db),
-    sql<{ count: number; on_time: number; p50: number | null; p90: number | null }>`
-      select count(*)::int as count, count(*) filter (where delivered_at <= due_at)::int as on_time,
-             percentile_cont(0.5) within group (order by extract(epoch from delivered_at - created_at) / 3600) as p50,
-             percentile_cont(0.9) within group (order by extract(epoch from delivered_at - created_at) / 3600) as p90
-      from orders where status = 'delivered' and delivered_at >= ${start} and delivered_at <= ${o.now}`.execute(db),
-    sql<{ stage: string; orders: number }>`
-      select stage, count(*)::int as orders from orders, unnest(current_stages) as stage
-      where status in ('open', 'on_hold', 'shipped') group by stage order by orders desc, stage`.execute(db),
-    sql<{ factory_id: string; name: string; country: string; completed: number; on_time: number | null; delay: number | null; wip: number }>`
-      select s.factory_id, f.name, f.country, count(*)::int as completed, avg(${onTime}) as on_time, avg(${delay}) as delay,
-             (select count(*)::int from order_steps w where w.factory_id = s.factory_id and w.status = 'in_progress') as wip
-      from order_steps s join factories f on f.id = s.factory_id
-      where s.completed_at >= ${start} and s.completed_at <= ${o.now}
-      group by s.factory_id, f.name, f.country
-      order by on_time asc, completed desc limit 10`.execute(db),
-    sql<{ country: string; open_orders: number }>`
-      select customer_country as country, count(*)::int as open_orders from orders
-      where status in ('open', 'on_hold', 'shipped') group by 1 order by 2 desc, 1 limit 50`.execute(db),
+      select (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and due_at < ${o.now})
+           - (select count(*) from orders where hold_cause = 'engineering_query' and status in ('open', 'on_hold', 'shipped')
+                and due_at < ${o.now} and held_at <= due_at) as late,
+             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and at_risk_at < ${o.now} and due_at >= ${o.now}) as at_risk,
+             (select count(*) from orders where status = 'open' and last_event_at < ${silentBefore}) as silent,
+             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and overrun_at < ${o.now}) as overrun,
+             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and late_start_at < ${o.now}) as late_start`.execute(
+      db,
+    ),
+    sql<{ key: string; n: number }>`
+      select key, sum(n)::int as n from (select key, n from order_counts union all select key, n from kpi_facts where kind = 'count') t
+      group by key having sum(n) <> 0`.execute(db),
+    sql<{ count: number; on_time: number }>`
+      select coalesce(sum(delivered), 0)::int as count, coalesce(sum(on_time), 0)::int as on_time from (
+        select delivered, on_time from delivery_days where day >= ${since}::date
+        union all select 1, on_time::int from kpi_facts where kind = 'delivered' and day >= ${since}::date) t`.execute(db),
+    sql<{ bucket: number; n: number }>`
+      select bucket, sum(n)::int as n from delivery_lead_buckets where day >= ${since}::date group by bucket`.execute(db),
+    sql<{ hours: number }>`select hours from kpi_facts where kind = 'delivered' and day >= ${since}::date`.execute(db),
+    worstFactories(db, days, since),
   ]);
-  const c = counts.rows[0]!;
+  const c = live.rows[0]!;
+  const count = (key: string) => counted.rows.find((r) => r.key === key)?.n ?? 0;
+  const byPrefix = (prefix: string) =>
+    counted.rows.filter((r) => r.key.startsWith(prefix) && r.n > 0).map((r) => ({ name: r.key.slice(prefix.length), n: r.n }));
+  const leads = new Map(buckets.rows.map((r) => [r.bucket, r.n]));
+  for (const { hours } of unfolded.rows) leads.set(bucketOf(hours), (leads.get(bucketOf(hours)) ?? 0) + 1);
   const d = delivered.rows[0]!;
+  const wip = factories.length
+    ? await sql<{ factory_id: string; n: number }>`
+        select factory_id, count(*)::int as n from order_steps
+        where status = 'in_progress' and factory_id in (${sql.join(factories.map((f) => f.factory_id))}) group by factory_id`.execute(
+        db,
+      )
+    : { rows: [] };
   return {
     asOf: o.now.toISOString(),
     window: o.window,
     orders: {
-      open: c.open!,
-      onHold: c.on_hold!,
-      inTransit: c.in_transit!,
-      late: c.late!,
-      atRisk: c.at_risk!,
-      silent: c.silent!,
-      overrun: c.overrun!,
-      lateStart: c.late_start!,
+      open: count('status:open'),
+      onHold: count('status:on_hold'),
+      inTransit: count('status:shipped'),
+      late: Number(c.late),
+      atRisk: Number(c.at_risk),
+      silent: Number(c.silent),
+      overrun: Number(c.overrun),
+      lateStart: Number(c.late_start),
     },
     delivered: {
       count: d.count,
       onTime: d.on_time,
       onTimeRate: d.count ? round(d.on_time / d.count, 4) : null,
-      leadTimeHours: { p50: round(d.p50, 2), p90: round(d.p90, 2) },
+      leadTimeHours: { p50: round(percentile(leads, 0.5), 2), p90: round(percentile(leads, 0.9), 2) },
     },
-    wipByStage: wip.rows,
-    factories: factories.rows.map((f) => ({
+    wipByStage: byPrefix('stage:')
+      .sort((a, b) => b.n - a.n || a.name.localeCompare(b.name))
+      .map((r) => ({ stage: r.name, orders: r.n })),
+    factories: factories.map((f) => ({
       factoryId: f.factory_id,
       name: f.name,
       country: f.country,
       stagesCompleted: f.completed,
-      onTimeRate: round(f.on_time, 4),
-      averageDelayHours: round(f.delay, 2),
-      wip: f.wip,
+      onTimeRate: round(f.on_time / f.completed, 4),
+      averageDelayHours: round(f.delay_hours / f.completed, 2),
+      wip: wip.rows.find((w) => w.factory_id === f.factory_id)?.n ?? 0,
     })),
-    customersByCountry: countries.rows.map((r) => ({ country: r.country, openOrders: r.open_orders })),
+    customersByCountry: byPrefix('country:')
+      .sort((a, b) => b.n - a.n || a.name.localeCompare(b.name))
+      .slice(0, 50)
+      .map((r) => ({ country: r.name, openOrders: r.n })),
   };
 }
 
@@ -90,7 +134,15 @@ export async function factoryPerformance(
   if (!factory) throw notFound('factory');
   const start = new Date(o.now.getTime() - o.windowHours * HOUR);
   const [stages, events, wip] = await Promise.all([
-    sql<{ stage: string; completed: number; on_time: number | null; delay: number | null; planned: number | null; p50: number | null; p90: number | null }>`
+    sql<{
+      stage: string;
+      completed: number;
+      on_time: number | null;
+      delay: number | null;
+      planned: number | null;
+      p50: number | null;
+      p90: number | null;
+    }>`
       select s.stage, count(*)::int as completed, avg(${onTime}) as on_time, avg(${delay}) as delay, avg(s.planned_hours) as planned,
              percentile_cont(0.5) within group (order by ${dwellHours}) as p50,
              percentile_cont(0.9) within group (order by ${dwellHours}) as p90
@@ -103,7 +155,9 @@ export async function factoryPerformance(
              sum(case when type in ('quality_issue', 'stage_progress', 'stage_completed') and jsonb_typeof(data->'quantityScrap') = 'number'
                       then (data->>'quantityScrap')::numeric else 0 end) as scrap
       from events where factory_id = ${factoryId} and recorded_at >= ${start} and recorded_at <= ${o.now}`.execute(db),
-    sql<{ n: number }>`select count(*)::int as n from order_steps where factory_id = ${factoryId} and status = 'in_progress'`.execute(db),
+    sql<{
+      n: number;
+    }>`select count(*)::int as n from order_steps where factory_id = ${factoryId} and status = 'in_progress'`.execute(db),
   ]);
   const total = stages.rows.reduce((s, r) => s + r.completed, 0);
   const weighted = (key: 'on_time' | 'delay') =>

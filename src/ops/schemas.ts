@@ -1,6 +1,9 @@
 import { z } from 'zod';
 
-/** A look-back window: 24h, 7d, 30d, … at most 365 days. */
+/**
+ * A look-back window: 24h, 7d, 30d, … at most 365 days. The summary counts it in whole UTC days
+ * (hours round up): the N days before today, and today so far.
+ */
 export const windowParam = z
   .string()
   .regex(/^\d{1,4}[hd]$/, 'a window like 24h, 7d or 30d')
@@ -31,7 +34,7 @@ export const summarySchema = z.object({
     .describe('Unfinished orders now. late: due date passed (the promise, paused while the customer holds the order). atRisk: projected past the promise, not late yet. silent: open with no update for 24 h. overrun: a stage past its planned hours. lateStart: a ready stage past its planned start.'),
   delivered: z
     .object({ count: z.number().int(), onTime: z.number().int(), onTimeRate: rate, leadTimeHours: hours })
-    .describe('Orders delivered in the window: on time = delivered on or before the due date (the promise, moved by the time spent waiting on the customer); lead time = creation to delivery.'),
+    .describe('Orders delivered in the window: on time = delivered on or before the due date (the promise, moved by the time spent waiting on the customer); lead time = creation to delivery, p50/p90 by nearest rank from a log histogram (within 2.5%).'),
   wipByStage: z.array(z.object({ stage: z.string(), orders: z.number().int() })).describe('Unfinished orders by current stage'),
   factories: z
     .array(
@@ -45,7 +48,7 @@ export const summarySchema = z.object({
         wip: z.number().int(),
       }),
     )
-    .describe('The worst factories of the window: lowest on-time stage rate first. A stage is on time when it took no more than its planned hours from its actual start; delay = hours beyond plan.'),
+    .describe('The worst factories of the window: lowest on-time stage rate first (kept by a job a few seconds behind the writes for 1d, 7d and 30d; summed from daily rollups for other windows). A stage is on time when it took no more than its planned hours from its actual start; delay = hours beyond plan.'),
   customersByCountry: z.array(z.object({ country: z.string(), openOrders: z.number().int() })),
 });
 export type Summary = z.infer<typeof summarySchema>;

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { principalId } from '../auth/principal.js';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
+import { orderFacts, recordFacts } from '../ops/facts.js';
 import { insertEvents } from '../events/repository.js';
 import { badRequest, conflict, idempotencyMismatch, notFound, type FieldError } from '../http/problems.js';
 import { claimKeys, requestHash } from '../idempotency/store.js';
@@ -174,6 +175,7 @@ export async function createOrder(
         completedAt: null,
       })),
     };
+    const derived = derive(state, now);
     await tx
       .insertInto('orders')
       .values({
@@ -190,9 +192,10 @@ export async function createOrder(
         last_event_at: now,
         created_at: now,
         updated_at: now,
-        ...derivedColumns(derive(state, now)),
+        ...derivedColumns(derived),
       })
       .execute();
+    await recordFacts(tx, orderFacts(null, { counted: { status: 'open', currentStages: derived.currentStages, country: customer.country }, state }));
     await tx
       .insertInto('order_steps')
       .values(
