@@ -21,7 +21,7 @@ describe.skipIf(skipWithoutRealPostgres())('query plans of the order lists on a 
 
   beforeAll(async () => {
     shared = await sharedDatabase();
-    await generateWorld(shared.database.db, { ...WORLD_SIZES.small!, seed: 7 });
+    await generateWorld(shared.database, { ...WORLD_SIZES.small!, seed: 7 });
     await shared.database.pool!.query('analyze');
     customerId = (await shared.database.pool!.query('select customer_id from orders group by 1 order by count(*) desc limit 1')).rows[0].customer_id;
   }, 120_000);

@@ -29,7 +29,7 @@ const database = await openDatabase(config.DATABASE_URL ? { url: config.DATABASE
 await migrateToLatest(database.db);
 const bar = new SingleBar({ format: '{phase} [{bar}] {value}/{total} {percentage}% | {duration_formatted} | eta {eta_formatted}' }, Presets.shades_classic);
 let phase = '';
-const summary = await generateWorld(database.db, {
+const summary = await generateWorld(database, {
   ...size,
   seed: Number(values.seed),
   onProgress(p, done, total) {

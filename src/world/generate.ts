@@ -1,10 +1,13 @@
 import countries from 'i18n-iso-countries';
 import type { Kysely } from 'kysely';
+import type { Database } from '../db/database.js';
 import type { DB } from '../db/schema.js';
 import { derivedColumns } from '../orders/repository.js';
 import { PRODUCTS, type FactoryKind } from './catalogue.js';
 import { Random } from './random.js';
 import { simulateOrder } from './simulate-order.js';
+import { rebuildRollups } from '../ops/rollups.js';
+import { copyWriter, insertWriter, type Row, type WorldWriter } from './writers.js';
 
 export interface WorldSize {
   customers: number;
@@ -46,27 +49,50 @@ const KINDS: ReadonlyArray<readonly [FactoryKind, number]> = [
   ['testing', 10],
   ['logistics', 10],
 ];
-const FACTORY_COUNTRIES = [['CN', 85], ['VN', 4], ['TW', 3], ['MY', 2], ['TH', 2], ['DE', 2], ['US', 2]] as const;
+const FACTORY_COUNTRIES = [
+  ['CN', 85],
+  ['VN', 4],
+  ['TW', 3],
+  ['MY', 2],
+  ['TH', 2],
+  ['DE', 2],
+  ['US', 2],
+] as const;
 const TIMEZONES: Record<string, string> = {
-  CN: 'Asia/Shanghai', VN: 'Asia/Ho_Chi_Minh', TW: 'Asia/Taipei', MY: 'Asia/Kuala_Lumpur', TH: 'Asia/Bangkok', DE: 'Europe/Berlin', US: 'America/Los_Angeles',
+  CN: 'Asia/Shanghai',
+  VN: 'Asia/Ho_Chi_Minh',
+  TW: 'Asia/Taipei',
+  MY: 'Asia/Kuala_Lumpur',
+  TH: 'Asia/Bangkok',
+  DE: 'Europe/Berlin',
+  US: 'America/Los_Angeles',
 };
-const BIG_MARKETS: Record<string, number> = { CN: 200, US: 150, DE: 80, IN: 60, JP: 50, GB: 50, KR: 40, FR: 30, CA: 30, BR: 25, AU: 20, IT: 20, NL: 15 };
-
-/** Rows per INSERT, under Postgres's 65,535 parameters per statement. */
-const rowsPer = (columns: number) => Math.floor(60_000 / columns);
-
-async function insertChunked<T>(rows: T[], columns: number, insert: (chunk: T[]) => Promise<unknown>) {
-  const n = rowsPer(columns);
-  for (let i = 0; i < rows.length; i += n) await insert(rows.slice(i, i + n));
-}
+const BIG_MARKETS: Record<string, number> = {
+  CN: 200,
+  US: 150,
+  DE: 80,
+  IN: 60,
+  JP: 50,
+  GB: 50,
+  KR: 40,
+  FR: 30,
+  CA: 30,
+  BR: 25,
+  AU: 20,
+  IT: 20,
+  NL: 15,
+};
 
 /**
- * Builds a realistic network and loads it with multi-row inserts, a chunk of orders per
- * transaction: customers across 210+ countries, their engineers, factories of every kind, and
- * orders at every point of their routes with their events and projections.
+ * Builds a realistic network and loads it, a chunk of orders per transaction: customers across
+ * 210+ countries, their engineers, factories of every kind, and orders at every point of their
+ * routes with their events and projections. Into a real Postgres (a Database with a pool) it
+ * loads with COPY; into a Kysely handle (the embedded database) with multi-row inserts.
  */
-export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<WorldSummary> {
+export async function generateWorld(target: Kysely<DB> | Database, o: WorldOptions): Promise<WorldSummary> {
   const started = Date.now();
+  const db = 'kind' in target ? target.db : target;
+  const writer: WorldWriter = 'kind' in target && target.pool ? await copyWriter(target.pool) : insertWriter(db);
   const rng = new Random(o.seed);
   const now = o.now ?? new Date();
   const days = o.days ?? 45;
@@ -78,20 +104,28 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
   for (let i = 0; i < o.customers; i++) {
     customers.push({ id: rng.uuid(), country: rng.weighted(countryWeights), engineers: [] });
   }
-  await insertChunked(customers, 3, (chunk) =>
-    db.insertInto('customers').values(chunk.map((c, i) => ({ id: c.id, name: `Customer ${c.country}-${i}-${c.id.slice(0, 6)}`, country: c.country }))).execute(),
-  );
+  await writer.write([
+    {
+      table: 'customers',
+      rows: customers.map((c, i) => ({ id: c.id, name: `Customer ${c.country}-${i}-${c.id.slice(0, 6)}`, country: c.country })),
+    },
+  ]);
   progress('customers', o.customers, o.customers);
   let engineers = 0;
-  const engineerRows: Array<{ id: string; customer_id: string; name: string; email: string }> = [];
+  const engineerRows: Row[] = [];
   const flush = async () => {
-    await insertChunked(engineerRows.splice(0), 4, (chunk) => db.insertInto('engineers').values(chunk).execute());
+    await writer.write([{ table: 'engineers', rows: engineerRows.splice(0) }]);
   };
   for (const c of customers) {
     for (let e = 0; e < o.engineersPerCustomer; e++) {
       const id = rng.uuid();
       c.engineers.push(id);
-      engineerRows.push({ id, customer_id: c.id, name: `Engineer ${engineers}`, email: `eng${engineers}@c${c.id.slice(0, 8)}.example` });
+      engineerRows.push({
+        id,
+        customer_id: c.id,
+        name: `Engineer ${engineers}`,
+        email: `eng${engineers}@c${c.id.slice(0, 8)}.example`,
+      });
       engineers++;
     }
     if (engineerRows.length >= 50_000) {
@@ -111,14 +145,21 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
     pools[kind].push(id);
     return { id, name: `${country} ${kind} works ${i}`, kind, country, timezone: TIMEZONES[country] ?? 'UTC' };
   });
-  await insertChunked(factoryRows, 5, (chunk) => db.insertInto('factories').values(chunk).execute());
+  await writer.write([{ table: 'factories', rows: factoryRows }]);
   progress('factories', o.factories, o.factories);
 
   // Orders, a chunk per transaction.
-  const templates = [['pcb-2layer', 45], ['pcb-4layer', 30], ['pcba', 25]] as const;
+  const templates = [
+    ['pcb-2layer', 45],
+    ['pcb-4layer', 30],
+    ['pcba', 25],
+  ] as const;
   let events = 0;
   let steps = 0;
-  const CHUNK = 1000;
+  // Small chunks, one written while the next is generated: the database and this process work
+  // at the same time (a chunk's COPY data leaves the socket only while this process waits).
+  const CHUNK = 250;
+  let writing: Promise<void> = Promise.resolve();
   for (let done = 0; done < o.orders; done += CHUNK) {
     const batch = Array.from({ length: Math.min(CHUNK, o.orders - done) }, () => {
       const customer = rng.pick(customers);
@@ -131,42 +172,35 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
       );
       return { sim, customer, engineerId: rng.pick(customer.engineers) };
     });
-    await db.transaction().execute(async (tx) => {
-      await insertChunked(batch, 28, (chunk) =>
-        tx
-          .insertInto('orders')
-          .values(
-            chunk.map(({ sim, customer, engineerId }) => {
-              const s = sim.state;
-              const lastEventAt = sim.events.at(-1)?.at ?? s.createdAt;
-              return {
-                id: s.id,
-                external_ref: null,
-                customer_id: customer.id,
-                customer_country: customer.country,
-                engineer_id: engineerId,
-                product: sim.product,
-                quantity: sim.quantity,
-                status: s.status,
-                promised_at: s.promisedAt,
-                due_at: s.dueAt,
-                hold_cause: s.holdCause,
-                held_at: s.heldAt,
-                shipped_at: s.shippedAt,
-                delivered_at: s.deliveredAt,
-                cancelled_at: s.cancelledAt,
-                last_event_at: lastEventAt,
-                last_seq: s.lastSeq,
-                created_at: s.createdAt,
-                updated_at: lastEventAt,
-                late_alerted: sim.lateAlerted,
-                at_risk_alerted: sim.atRiskAlerted,
-                ...derivedColumns(sim.derived),
-              };
-            }),
-          )
-          .execute(),
-      );
+    {
+      const orderRows = batch.map(({ sim, customer, engineerId }) => {
+        const s = sim.state;
+        const lastEventAt = sim.events.at(-1)?.at ?? s.createdAt;
+        return {
+          id: s.id,
+          external_ref: null,
+          customer_id: customer.id,
+          customer_country: customer.country,
+          engineer_id: engineerId,
+          product: sim.product,
+          quantity: sim.quantity,
+          status: s.status,
+          promised_at: s.promisedAt,
+          due_at: s.dueAt,
+          hold_cause: s.holdCause,
+          held_at: s.heldAt,
+          shipped_at: s.shippedAt,
+          delivered_at: s.deliveredAt,
+          cancelled_at: s.cancelledAt,
+          last_event_at: lastEventAt,
+          last_seq: s.lastSeq,
+          created_at: s.createdAt,
+          updated_at: lastEventAt,
+          late_alerted: sim.lateAlerted,
+          at_risk_alerted: sim.atRiskAlerted,
+          ...derivedColumns(sim.derived),
+        };
+      });
       const stepRows = batch.flatMap(({ sim }) =>
         sim.state.steps.map((st) => ({
           order_id: sim.state.id,
@@ -183,7 +217,6 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
           completed_at: st.completedAt,
         })),
       );
-      await insertChunked(stepRows, 12, (chunk) => tx.insertInto('order_steps').values(chunk).execute());
       const eventRows = batch.flatMap(({ sim, customer }) => [
         {
           id: rng.uuid(),
@@ -196,7 +229,12 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
           actor: 'ops:world-generator',
           occurred_at: sim.state.createdAt,
           recorded_at: sim.state.createdAt,
-          data: JSON.stringify({ product: sim.product, quantity: sim.quantity, promisedAt: sim.state.promisedAt.toISOString(), template: sim.template }),
+          data: JSON.stringify({
+            product: sim.product,
+            quantity: sim.quantity,
+            promisedAt: sim.state.promisedAt.toISOString(),
+            template: sim.template,
+          }),
         },
         ...sim.events.map((e, i) => ({
           id: rng.uuid(),
@@ -212,11 +250,19 @@ export async function generateWorld(db: Kysely<DB>, o: WorldOptions): Promise<Wo
           data: JSON.stringify(e.data),
         })),
       ]);
-      await insertChunked(eventRows, 11, (chunk) => tx.insertInto('events').values(chunk).execute());
+      await writing;
+      writing = writer.write([
+        { table: 'orders', rows: orderRows },
+        { table: 'order_steps', rows: stepRows },
+        { table: 'events', rows: eventRows },
+      ]);
       events += eventRows.length;
       steps += stepRows.length;
-    });
+    }
     progress('orders', Math.min(done + CHUNK, o.orders), o.orders);
   }
+  await writing;
+  await writer.finish();
+  await rebuildRollups(db, now);
   return { customers: o.customers, engineers, factories: o.factories, orders: o.orders, events, steps, ms: Date.now() - started };
 }
