@@ -102,3 +102,61 @@ export async function eventsOfOrder(db: Kysely<DB>, orderId: string, afterSeq: n
     .execute();
   return rows.map(toEvent);
 }
+
+/** What a write changes on one order: its row's columns and the steps that moved. */
+export interface OrderWrite {
+  order: Record<string, unknown> & { id: string };
+  steps: Array<Record<string, unknown>>;
+}
+
+// The order columns an append writes (orders/repository.ts orderColumns) and the step columns.
+const ORDER_SET = [
+  'status', 'due_at', 'hold_cause', 'held_at', 'shipped_at', 'delivered_at', 'cancelled_at', 'last_seq', 'last_event_at',
+  'updated_at', 'current_stages', 'progress', 'projection_lead_minutes', 'projection_floor_at', 'at_risk_at', 'overrun_at', 'late_start_at',
+] as const;
+const STEP_SET = ['status', 'progress', 'factory_id', 'started_at', 'completed_at'] as const;
+const assignments = (columns: readonly string[]) => sql.join(columns.map((c) => sql`${sql.ref(c)} = v.${sql.ref(c)}`));
+
+/**
+ * Appends events and writes back every order and step they changed, in one statement of the
+ * caller's transaction: rows travel as JSON and are typed by the tables' own row types, so one
+ * round trip serves one event or five hundred. Events keep their given order (their pos follows
+ * it), and get their cursor from this transaction's id.
+ */
+export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], writes: OrderWrite[]): Promise<Event[]> {
+  if (!events.length && !writes.length) return [];
+  const eventRows = events.map((e) => ({
+    id: e.id,
+    order_id: e.orderId,
+    customer_id: e.customerId,
+    seq: e.seq,
+    type: e.type,
+    stage: e.stage,
+    factory_id: e.factoryId,
+    actor: e.actor,
+    occurred_at: e.occurredAt,
+    data: e.data,
+  }));
+  const orderRows = writes.map((w) => w.order);
+  const stepRows = writes.flatMap((w) => w.steps);
+  const { rows } = await sql<EventSelection>`
+    with
+    orders_written as (
+      update orders o set ${assignments(ORDER_SET)}, at_risk_alerted = coalesce(v.at_risk_alerted, o.at_risk_alerted)
+      from jsonb_populate_recordset(null::orders, ${JSON.stringify(orderRows)}::jsonb) v
+      where o.id = v.id
+      returning o.id),
+    steps_written as (
+      update order_steps s set ${assignments(STEP_SET)}
+      from jsonb_populate_recordset(null::order_steps, ${JSON.stringify(stepRows)}::jsonb) v
+      where s.order_id = v.order_id and s.position = v.position
+      returning s.order_id),
+    appended as (
+      insert into events (id, order_id, customer_id, seq, type, stage, factory_id, actor, occurred_at, data)
+      select id, order_id, customer_id, seq, type, stage, factory_id, actor, occurred_at, data
+      from jsonb_populate_recordset(null::events, ${JSON.stringify(eventRows)}::jsonb) with ordinality as e
+      order by e.ordinality
+      returning id, order_id, seq, type, stage, factory_id, actor, occurred_at, recorded_at, data, txid::text as txid, pos)
+    select * from appended`.execute(tx);
+  return rows.map(toEvent);
+}

@@ -6,9 +6,9 @@ import { forbidden, idempotencyMismatch, problem, ProblemError, validationProble
 import { claimKeys, releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
-import { cloneState, loadOrders, lockOrdersForWrite, saveOrderState } from '../orders/repository.js';
+import { changedSteps, cloneState, loadOrders, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
 import { maySee } from '../orders/service.js';
-import { eventsById, insertEvents, type NewEvent } from './repository.js';
+import { appendAndProject, eventsById, type NewEvent, type OrderWrite } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
 import { eventInputSchema, type Event, type EventInput } from './schemas.js';
 
@@ -164,15 +164,16 @@ export async function appendEvents(
       }
     }
 
-    const inserted = await insertEvents(tx, events);
+    const writes: OrderWrite[] = [];
+    for (const [id, state] of current) {
+      const before = locked.get(id)!.state;
+      if (state !== before) writes.push({ order: { id, ...orderColumns(state, derive(state, now), now) }, steps: changedSteps(before, state) });
+    }
+    // The events, the orders' projections and their steps: one statement, one round trip.
+    const inserted = await appendAndProject(tx, events, writes);
     const byId = new Map(inserted.map((e) => [e.id, e]));
     let k = 0;
     for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
-
-    for (const [id, state] of current) {
-      const before = locked.get(id)!.state;
-      if (state !== before) await saveOrderState(tx, before, state, derive(state, now), now);
-    }
     await releaseKeys(tx, scope, failedKeys);
 
     const replayed = await eventsById(tx, [...replays.values()]);

@@ -61,13 +61,35 @@ export async function lockOrdersForWrite(tx: Transaction<DB>, ids: string[]): Pr
     ) as keys`.execute(tx);
 }
 
-/** Loads orders and their steps, as a write sees them once it holds their locks. */
+/** A step as json_agg gives it back: timestamps as text. */
+type StepJson = Omit<OrderStepRow, 'planned_start' | 'planned_end' | 'started_at' | 'completed_at'> &
+  Record<'planned_start' | 'planned_end', string> &
+  Record<'started_at' | 'completed_at', string | null>;
+
+const stepFromJson = (s: StepJson): OrderStepRow => ({
+  ...s,
+  planned_start: new Date(s.planned_start),
+  planned_end: new Date(s.planned_end),
+  started_at: s.started_at === null ? null : new Date(s.started_at),
+  completed_at: s.completed_at === null ? null : new Date(s.completed_at),
+});
+
+/**
+ * Loads orders and their steps, as a write sees them once it holds their locks: one round trip,
+ * the steps aggregated beside each order row (a write is a chain of round trips; each one counts).
+ */
 export async function loadOrders(tx: Transaction<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
   const out = new Map<string, { row: OrderRow; state: OrderState }>();
   if (!ids.length) return out;
-  const rows = await tx.selectFrom('orders').selectAll().where('id', 'in', [...new Set(ids)]).execute();
-  const steps = await stepsOf(tx, rows.map((r) => r.id));
-  for (const r of rows) out.set(r.id, { row: r, state: toOrderState(r, (steps.get(r.id) ?? []).map(toStepState)) });
+  const rows = await tx
+    .selectFrom('orders as o')
+    .selectAll('o')
+    .select(
+      sql<StepJson[]>`(select coalesce(json_agg(s order by s.position), '[]') from order_steps s where s.order_id = o.id)`.as('steps_json'),
+    )
+    .where('o.id', 'in', [...new Set(ids)])
+    .execute();
+  for (const { steps_json, ...r } of rows) out.set(r.id, { row: r, state: toOrderState(r, steps_json.map(stepFromJson).map(toStepState)) });
   return out;
 }
 
@@ -83,51 +105,47 @@ export function derivedColumns(d: Derived) {
   };
 }
 
-/** Writes back what a write changed: the order's projection and every step that differs. */
-export async function saveOrderState(
-  tx: Transaction<DB>,
-  before: OrderState,
-  after: OrderState,
-  derived: Derived,
-  now: Date,
-): Promise<void> {
-  await tx
-    .updateTable('orders')
-    .set({
-      status: after.status,
-      due_at: after.dueAt,
-      hold_cause: after.holdCause,
-      held_at: after.heldAt,
-      shipped_at: after.shippedAt,
-      delivered_at: after.deliveredAt,
-      cancelled_at: after.cancelledAt,
-      last_seq: after.lastSeq,
-      last_event_at: now,
-      updated_at: now,
-      ...derivedColumns(derived),
-      // No longer at risk: the next time it is, that is a new transition and a new alert.
-      ...(derived.atRiskAt === null || derived.atRiskAt > now ? { at_risk_alerted: false } : {}),
+/** The columns of an order's row that a write sets: its state and its projection. */
+export function orderColumns(after: OrderState, derived: Derived, now: Date) {
+  return {
+    status: after.status,
+    due_at: after.dueAt,
+    hold_cause: after.holdCause,
+    held_at: after.heldAt,
+    shipped_at: after.shippedAt,
+    delivered_at: after.deliveredAt,
+    cancelled_at: after.cancelledAt,
+    last_seq: after.lastSeq,
+    last_event_at: now,
+    updated_at: now,
+    ...derivedColumns(derived),
+    // No longer at risk: the next time it is, that is a new transition and a new alert.
+    ...(derived.atRiskAt === null || derived.atRiskAt > now ? { at_risk_alerted: false } : {}),
+  };
+}
+
+/** The steps a write changed, as the columns it sets. */
+export function changedSteps(before: OrderState, after: OrderState) {
+  return after.steps
+    .filter((step) => {
+      const old = before.steps.find((s) => s.position === step.position)!;
+      return !(
+        old.status === step.status &&
+        old.progress === step.progress &&
+        old.factoryId === step.factoryId &&
+        old.startedAt?.getTime() === step.startedAt?.getTime() &&
+        old.completedAt?.getTime() === step.completedAt?.getTime()
+      );
     })
-    .where('id', '=', after.id)
-    .execute();
-  for (const step of after.steps) {
-    const old = before.steps.find((s) => s.position === step.position)!;
-    if (
-      old.status === step.status &&
-      old.progress === step.progress &&
-      old.factoryId === step.factoryId &&
-      old.startedAt?.getTime() === step.startedAt?.getTime() &&
-      old.completedAt?.getTime() === step.completedAt?.getTime()
-    ) {
-      continue;
-    }
-    await tx
-      .updateTable('order_steps')
-      .set({ status: step.status, progress: step.progress, factory_id: step.factoryId, started_at: step.startedAt, completed_at: step.completedAt })
-      .where('order_id', '=', after.id)
-      .where('position', '=', step.position)
-      .execute();
-  }
+    .map((step) => ({
+      order_id: after.id,
+      position: step.position,
+      status: step.status,
+      progress: step.progress,
+      factory_id: step.factoryId,
+      started_at: step.startedAt,
+      completed_at: step.completedAt,
+    }));
 }
 
 export const cloneState = (s: OrderState): OrderState => ({ ...s, steps: s.steps.map((st) => ({ ...st, after: [...st.after] })) });
