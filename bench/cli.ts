@@ -1,0 +1,171 @@
+// npm run bench [-- --quick] [--out FILE]: every figure of issue #6 next to its ceiling, measured
+// in the same run on this machine, with the built service in processes of its own.
+import { writeFileSync } from 'node:fs';
+import { pgIngestCeiling } from './ceilings/pg-ingest.js';
+import { startRawSocketIo } from './ceilings/raw-socketio.js';
+import { buildAudience, closeAudience, fixedRate, heldRate, rawEmitter, serviceEmitter } from './e2e.js';
+import { ingestBatch, ingestSingle } from './ingest.js';
+import { createBenchDatabase, type BenchDatabase } from './lib/database.js';
+import { createFixtures } from './lib/fixtures.js';
+import { Http } from './lib/http.js';
+import { describeMachine } from './lib/machine.js';
+import { parseOptions, type Measurement } from './lib/options.js';
+import { Progress } from './lib/progress.js';
+import { emptyResult, table, type BenchResult } from './lib/report.js';
+import { buildService, freePort, startService, type ServiceProcess } from './lib/service.js';
+import { latency, ratio, round } from './lib/stats.js';
+import { bytesPerSocket } from './memory.js';
+import { queries } from './queries.js';
+import { resume } from './resume.js';
+import { startupEmbedded, startupPostgres } from './startup.js';
+import { loadWorld } from './world.js';
+
+const options = parseOptions(process.argv.slice(2));
+if (!options) process.exit(0);
+const { scale } = options;
+const progress = new Progress();
+const FACTORIES = Math.max(scale.concurrency, scale.batchConcurrency);
+const ORDERS_PER_FACTORY = 125;
+
+let bench: BenchDatabase | undefined;
+let service: ServiceProcess | undefined;
+const started = Date.now();
+
+// The service always comes back on the same port, so one keep-alive pool serves the whole run.
+const port = freePort();
+const http = Http.open(`http://127.0.0.1:${port}`, 64);
+
+/** Runs `fn` with a fresh service process on the bench database, stopped afterwards. */
+async function withService<T>(fn: (s: ServiceProcess) => Promise<T>): Promise<T> {
+  service = await startService({ DATABASE_URL: bench!.url, DATABASE_POOL_SIZE: '16' }, port, options!.profileDir);
+  try {
+    return await fn(service);
+  } finally {
+    await service.stop();
+    service = undefined;
+  }
+}
+
+const has = (m: Measurement) => options!.only.has(m);
+const tick = (f: number) => progress.update(Math.round(f * 100));
+
+async function main(): Promise<BenchResult> {
+  progress.step('build (npm run build)', 1);
+  await buildService();
+  bench = await createBenchDatabase(options!.databaseUrl);
+  const db = bench.database.db;
+  const result = emptyResult(describeMachine(bench.version), scale);
+
+  if (has('queries')) {
+    let phase = '';
+    const world = await loadWorld(db, scale.worldSize, options!.seed, (p, done, total) => {
+      if (p !== phase) progress.step(`world ${scale.worldSize}: ${(phase = p)}`, total);
+      progress.update(done);
+    });
+    result.scale.world = { orders: world.orders, events: world.events, customers: world.customers, factories: world.factories, loadMs: world.ms };
+  }
+
+  const f = await withService(() =>
+    createFixtures(http, { customers: scale.customers, factories: FACTORIES, ordersPerFactory: ORDERS_PER_FACTORY }, (d, t) => {
+      if (d === 1) progress.step('fixtures (through the API)', t);
+      progress.update(d);
+    }),
+  );
+
+  if (has('ingest')) {
+    const byWorker = f.factories.map((x) => x.orders);
+    progress.step('ceiling: node-pg one event', 100);
+    const ceilSingle = await pgIngestCeiling(bench.url, byWorker.slice(0, scale.concurrency), { perTransaction: 1, seconds: scale.seconds, onTick: tick });
+    progress.step(`ceiling: node-pg ${scale.batchSize} events`, 100);
+    const ceilBatch = await pgIngestCeiling(bench.url, byWorker.slice(0, scale.batchConcurrency), { perTransaction: scale.batchSize, seconds: scale.seconds, onTick: tick });
+    const [single, batch] = await withService(async () => {
+      progress.step('ingest.single', 100);
+      const one = await ingestSingle(f.factories.slice(0, scale.concurrency), { seconds: scale.seconds, onTick: tick });
+      progress.step('ingest.batch', 100);
+      return [one, await ingestBatch(f.factories.slice(0, scale.batchConcurrency), { size: scale.batchSize, seconds: scale.seconds, onTick: tick })];
+    });
+    const l = latency(single.samples);
+    result.ingest = {
+      single: { eventsPerSec: round(single.perSec, 0), p50Ms: l.p50Ms, p99Ms: l.p99Ms, ceilingEventsPerSec: round(ceilSingle.perSec, 0), ratio: ratio(single.perSec, ceilSingle.perSec) },
+      batch: { eventsPerSec: round(batch.perSec, 0), ceilingEventsPerSec: round(ceilBatch.perSec, 0), ratio: ratio(batch.perSec, ceilBatch.perSec) },
+    };
+  }
+
+  if (has('queries') || has('e2e') || has('resume')) {
+    await withService(async (s) => {
+      if (has('queries')) {
+        progress.step('queries on the world', 1);
+        result.queries = await queries(db, f.ops, scale.queryRuns, (d, t) => {
+          if (d === 1) progress.step('queries on the world', t);
+          progress.update(d);
+        });
+      }
+      if (has('e2e')) {
+        progress.step(`e2e: ${scale.sockets} sockets`, scale.sockets + 1);
+        const audience = await buildAudience(s.baseUrl, f.customers, scale.sockets, (d) => progress.update(d));
+        progress.step(`e2e: ${scale.e2eRate} events/s`, 100);
+        const fixed = await fixedRate(f, audience, { perSec: scale.e2eRate, seconds: scale.seconds, onTick: tick });
+        progress.step('e2e: delivery rate held', 1, '');
+        const held = await heldRate(audience, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
+        closeAudience(audience);
+        progress.log(`e2e at ${scale.e2eRate}/s: ${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service`);
+        progress.log(`held rate, service: ${JSON.stringify(held.steps)}`);
+        const rawHeld = await rawDeliveryRate(f.customers);
+        result.e2e = { p50Ms: fixed.p50Ms, p99Ms: fixed.p99Ms, maxMs: fixed.maxMs, heldDeliveriesPerSec: held.deliveriesPerSec, ceilingDeliveriesPerSec: rawHeld, ratio: ratio(held.deliveriesPerSec, rawHeld) };
+      }
+      if (has('resume')) {
+        progress.step(`resume ${scale.resumeEvents} events`, scale.resumeEvents);
+        result.resume = await resume(s.baseUrl, f, scale.resumeEvents, (d) => progress.update(d));
+      }
+    });
+  }
+
+  if (has('memory')) {
+    progress.step('memory per socket', scale.sockets + 1);
+    const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, scale.sockets, (d) => progress.update(d)));
+    progress.step('ceiling: raw Socket.IO memory', scale.sockets + 1);
+    const raw = await startRawSocketIo();
+    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, scale.sockets, (d) => progress.update(d)).finally(() => raw.stop());
+    result.memory = { bytesPerSocket: bytes, ceilingBytesPerSocket: ceiling };
+  }
+
+  if (has('startup')) {
+    progress.step('startup', 2);
+    const postgresMs = await startupPostgres(bench.url);
+    progress.update(1);
+    result.startup = { postgresMs, embeddedMs: options!.skipStartup ? null : await startupEmbedded() };
+  }
+  progress.stop();
+  return result;
+}
+
+/** Raw Socket.IO's delivery rate held, with the same audience, in a process of its own. */
+async function rawDeliveryRate(customers: string[]): Promise<number> {
+  const raw = await startRawSocketIo();
+  try {
+    progress.step('ceiling: raw Socket.IO', scale.sockets + 1);
+    const audience = await buildAudience(raw.baseUrl, customers, scale.sockets, (d) => progress.update(d));
+    progress.step('ceiling: raw Socket.IO rate', 1);
+    const held = await heldRate(audience, scale.holdSeconds, rawEmitter(raw, customers, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
+    closeAudience(audience);
+    progress.log(`held rate, raw Socket.IO: ${JSON.stringify(held.steps)}`);
+    return held.deliveriesPerSec;
+  } finally {
+    await raw.stop();
+  }
+}
+
+try {
+  const result = await main();
+  console.log(`\n${table(result)}\n\n(${Math.round((Date.now() - started) / 1000)} s)`);
+  if (options.out) writeFileSync(options.out, `${JSON.stringify(result, null, 2)}\n`);
+} catch (err) {
+  progress.stop();
+  console.error('bench failed:', err);
+  if (service) console.error(service.output().slice(-4000));
+  process.exitCode = 1;
+} finally {
+  await service?.stop().catch(() => undefined);
+  await http.close();
+  await bench?.drop().catch((err) => console.error('could not drop the bench database:', err));
+}

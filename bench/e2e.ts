@@ -1,0 +1,116 @@
+import type { Socket } from 'socket.io-client';
+import type { RawServer } from './ceilings/raw-socketio.js';
+import { batchOf, postBatch } from './ingest.js';
+import { nextEvent, token, type Fixtures } from './lib/fixtures.js';
+import { openLoop } from './lib/open-loop.js';
+import { closeAll, connect, connectMany, Receipts } from './lib/sockets.js';
+import { latency, nowMs, sleep, type Latency } from './lib/stats.js';
+
+/** The delivery rates tried, in deliveries per second, until one is not held. */
+const LADDER = [5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000];
+
+export interface Audience {
+  sockets: Socket[];
+  receipts: Receipts;
+  /** Closed by the server (slow consumer and such), with the reasons given. */
+  closed: string[];
+  /** How many sockets receive each event: one customer's share plus the `all` subscriber. */
+  fanout: number;
+}
+
+async function subscribe(socket: Socket, topic: string): Promise<void> {
+  const ack = (await socket.timeout(30_000).emitWithAck('subscribe', { topic })) as { ok: boolean; error?: unknown };
+  if (!ack.ok) throw new Error(`subscribe ${topic}: ${JSON.stringify(ack.error)}`);
+}
+
+/**
+ * `count` sockets spread over the customers' topics, each with that customer's own token, and
+ * one ops socket on `all`. The same audience is built on the raw Socket.IO server (tokens ignored).
+ */
+export async function buildAudience(url: string, customers: string[], count: number, onProgress?: (n: number) => void): Promise<Audience> {
+  const receipts = new Receipts();
+  const closed: string[] = [];
+  const tokens = new Map(await Promise.all(customers.map(async (c) => [c, await token('customer', c)] as const)));
+  const plan = [...Array.from({ length: count }, (_, i) => customers[i % customers.length]!), 'all'];
+  const ops = await token('ops');
+  const sockets = await connectMany(plan, async (c) => {
+    const socket = await connect(`${url}/v1`, { token: c === 'all' ? ops : tokens.get(c)! });
+    socket.on('event', (e: { data: { text?: unknown } }) => receipts.take(e.data.text));
+    socket.on('closing', (r: { reason: string }) => closed.push(r.reason));
+    await subscribe(socket, c === 'all' ? 'all' : `customer:${c}`);
+    return socket;
+  }, onProgress);
+  return { sockets, receipts, closed, fanout: count / customers.length + 1 };
+}
+
+export function closeAudience(a: Audience) {
+  closeAll(a.sockets);
+}
+
+/** Waits until `expected` receipts arrived or `graceMs` passed. */
+async function settle(r: Receipts, expected: number, graceMs: number) {
+  const until = nowMs() + graceMs;
+  while (r.count < expected && nowMs() < until) await sleep(20);
+}
+
+/**
+ * Commit-to-receipt at a fixed rate: single POSTs, each a note stamped with its send time, so a
+ * latency is send → receipt, an upper bound of commit → receipt (the commit happens in between).
+ */
+export async function fixedRate(f: Fixtures, a: Audience, o: { perSec: number; seconds: number; onTick?: (x: number) => void }): Promise<Latency & { delivered: number; expected: number }> {
+  a.receipts.reset(true);
+  let i = 0;
+  const r = await openLoop({ perSec: o.perSec, seconds: o.seconds, onTick: o.onTick }, async () => {
+    const order = f.orders[i++ % f.orders.length]!;
+    const res = await order.factory.http.post(`/v1/orders/${order.id}/events`, nextEvent(order, String(nowMs())));
+    if (res.status !== 201) throw new Error(`e2e post: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+  });
+  const expected = r.sent * a.fanout;
+  await settle(a.receipts, expected, 5_000);
+  return { ...latency(a.receipts.latencies), delivered: a.receipts.count, expected };
+}
+
+export interface HeldRate {
+  /** Deliveries per second actually received at the highest step held. */
+  deliveriesPerSec: number;
+  steps: Array<{ target: number; received: number; expected: number; p99Ms: number; held: boolean }>;
+}
+
+/**
+ * The largest delivery rate held for `seconds`: every delivery arrives (99%), with p99 under
+ * 500 ms, and the sender keeps its rate. `emit(eventsPerSec)` produces the events.
+ */
+export async function heldRate(a: Audience, seconds: number, emit: (eventsPerSec: number) => Promise<number>, onStep?: (target: number) => void): Promise<HeldRate> {
+  const steps: HeldRate['steps'] = [];
+  let best = 0;
+  for (const target of LADDER) {
+    onStep?.(target);
+    a.receipts.reset(true);
+    const sent = await emit(target / a.fanout).catch(() => -1);
+    const expected = Math.max(0, sent) * a.fanout;
+    await settle(a.receipts, expected, 2_000);
+    const received = a.receipts.count;
+    const p99 = latency(a.receipts.latencies).p99Ms;
+    const held = sent > 0 && received >= 0.99 * expected && p99 <= 500;
+    steps.push({ target, received, expected, p99Ms: p99, held });
+    if (!held) break;
+    best = Math.max(best, received / seconds);
+    await sleep(500);
+  }
+  return { deliveriesPerSec: Math.round(best), steps };
+}
+
+/** The service's events for heldRate: batches of up to 100 notes, one factory after another. */
+export function serviceEmitter(f: Fixtures, seconds: number) {
+  let k = 0;
+  return async (eventsPerSec: number) => {
+    const r = await openLoop({ perSec: eventsPerSec, seconds, unit: 100, tickMs: 20, maxInFlight: 32 }, async (n) => {
+      const factory = f.factories[k++ % f.factories.length]!;
+      await postBatch(factory, batchOf(factory.orders, k * 7, n, () => String(nowMs())));
+    });
+    return r.behind ? -1 : r.sent;
+  };
+}
+
+export const rawEmitter = (raw: RawServer, customers: string[], seconds: number) => (eventsPerSec: number) =>
+  raw.emit(eventsPerSec, seconds, customers.map((c) => `customer:${c}`));

@@ -1,0 +1,37 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { migrateToLatest } from '../../src/db/migrator.js';
+
+export interface BenchDatabase {
+  url: string;
+  name: string;
+  database: Database;
+  /** Postgres's own version string, for the machine section. */
+  version: string;
+  drop(): Promise<void>;
+}
+
+/** A migrated database of the bench's own, `orderstream_bench_<random>`, dropped at the end. */
+export async function createBenchDatabase(serverUrl: string): Promise<BenchDatabase> {
+  const name = `orderstream_bench_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const database = await openDatabase({ url: url.toString(), poolSize: 16, statementTimeoutMs: 600_000 });
+  await migrateToLatest(database.db);
+  const version = (await admin.query<{ v: string }>('select current_setting($1) as v', ['server_version'])).rows[0]!.v;
+  return {
+    url: url.toString(),
+    name,
+    database,
+    version,
+    async drop() {
+      await database.close().catch(() => undefined);
+      await admin.query(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}

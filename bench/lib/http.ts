@@ -1,0 +1,58 @@
+import { Pool } from 'undici';
+import { nowMs } from './stats.js';
+
+export interface Reply<T = unknown> {
+  status: number;
+  body: T;
+  ms: number;
+}
+
+/** A keep-alive HTTP client for one base URL, with as many connections as requests in flight. */
+export class Http {
+  private constructor(
+    private readonly pool: Pool,
+    /** Sent with every request: the credentials this client presents. */
+    readonly headers: Record<string, string>,
+  ) {}
+
+  static open(baseUrl: string, connections: number): Http {
+    return new Http(new Pool(baseUrl, { connections, pipelining: 1, keepAliveTimeout: 60_000 }), {});
+  }
+
+  /** The same connections, with these headers on every request (credentials). */
+  with(headers: Record<string, string>): Http {
+    return new Http(this.pool, { ...this.headers, ...headers });
+  }
+
+  async request<T = unknown>(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
+    const started = nowMs();
+    const res = await this.pool.request({
+      method,
+      path,
+      headers: { ...this.headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    const ms = nowMs() - started;
+    return { status: res.statusCode, body: (text ? JSON.parse(text) : undefined) as T, ms };
+  }
+
+  get<T = unknown>(path: string) {
+    return this.request<T>('GET', path);
+  }
+
+  post<T = unknown>(path: string, body: unknown, headers?: Record<string, string>) {
+    return this.request<T>('POST', path, body, headers);
+  }
+
+  /** Like post, but a status other than `expected` throws with the body. */
+  async expect<T = unknown>(expected: number, path: string, body: unknown, headers?: Record<string, string>): Promise<T> {
+    const r = await this.post<T>(path, body, headers);
+    if (r.status !== expected) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 500)}`);
+    return r.body;
+  }
+
+  close() {
+    return this.pool.close();
+  }
+}

@@ -1,0 +1,75 @@
+import type { Machine } from './machine.js';
+import type { Scale } from './options.js';
+
+/** The JSON written by --out: the keys of issue #6, for other tools to read. */
+export interface BenchResult {
+  // Null where a measurement was left out (--only, --skip-startup).
+  ingest: {
+    single: { eventsPerSec: number; p50Ms: number; p99Ms: number; ceilingEventsPerSec: number; ratio: number };
+    batch: { eventsPerSec: number; ceilingEventsPerSec: number; ratio: number };
+  } | null;
+  e2e: { p50Ms: number; p99Ms: number; maxMs: number; heldDeliveriesPerSec: number; ceilingDeliveriesPerSec: number; ratio: number } | null;
+  resume: { events: number; ms: number } | null;
+  memory: { bytesPerSocket: number; ceilingBytesPerSocket: number } | null;
+  queries: Record<string, { p50Ms: number; p99Ms: number }> | null;
+  startup: { embeddedMs: number | null; postgresMs: number } | null;
+  machine: Machine;
+  scale: Scale & { world: Record<string, number> };
+}
+
+const TARGETS = {
+  single: 'ratio >= 0.60',
+  batch: '>= 40,000/s and ratio >= 0.75',
+  e2e: 'p50 <= 5 ms, p99 <= 50 ms; ratio >= 0.80',
+  resume: '10,000 in <= 1,000 ms',
+  memory: '<= 20 KB per socket',
+  lists: 'p99 <= 20 ms',
+  summaries: 'p99 <= 50 ms',
+  startup: '<= 10 s embedded, <= 1 s real',
+};
+
+export const emptyResult = (machine: Machine, scale: Scale): BenchResult => ({
+  ingest: null,
+  e2e: null,
+  resume: null,
+  memory: null,
+  queries: null,
+  startup: null,
+  machine,
+  scale: { ...scale, world: {} },
+});
+
+const n = (x: number | null) => (x === null ? '-' : Number.isInteger(x) ? x.toLocaleString('en-US') : x.toLocaleString('en-US', { maximumFractionDigits: 2 }));
+
+/** The table printed at the end of a run: figure, ceiling, ratio, target. */
+export function table(r: BenchResult): string {
+  const rows: string[][] = [['figure', 'value', 'ceiling (same run)', 'ratio', 'target']];
+  if (r.ingest) {
+    const s = r.ingest.single;
+    rows.push(['ingest.single events/s', n(s.eventsPerSec), n(s.ceilingEventsPerSec), n(s.ratio), TARGETS.single]);
+    rows.push(['ingest.single p50 / p99 ms', `${n(s.p50Ms)} / ${n(s.p99Ms)}`, '', '', '']);
+    const b = r.ingest.batch;
+    rows.push(['ingest.batch events/s', n(b.eventsPerSec), n(b.ceilingEventsPerSec), n(b.ratio), TARGETS.batch]);
+  }
+  const e = r.e2e;
+  if (e) {
+    rows.push([`e2e p50 / p99 / max ms @${n(r.scale.e2eRate)} ev/s`, `${n(e.p50Ms)} / ${n(e.p99Ms)} / ${n(e.maxMs)}`, '', '', TARGETS.e2e]);
+    rows.push(['e2e deliveries/s held', n(e.heldDeliveriesPerSec), n(e.ceilingDeliveriesPerSec), n(e.ratio), '']);
+  }
+  if (r.resume) rows.push([`resume ${n(r.resume.events)} events ms`, n(r.resume.ms), '', '', TARGETS.resume]);
+  const m = r.memory;
+  if (m) rows.push(['memory bytes/socket', n(m.bytesPerSocket), n(m.ceilingBytesPerSocket), n(Math.round((m.bytesPerSocket / m.ceilingBytesPerSocket) * 100) / 100), TARGETS.memory]);
+  for (const [name, q] of Object.entries(r.queries ?? {})) {
+    rows.push([`queries.${name} p50 / p99 ms`, `${n(q.p50Ms)} / ${n(q.p99Ms)}`, '', '', /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists]);
+  }
+  if (r.startup) rows.push(['startup embedded / real ms', `${n(r.startup.embeddedMs)} / ${n(r.startup.postgresMs)}`, '', '', TARGETS.startup]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const mc = r.machine;
+  return [
+    `orderstream bench (${r.scale.quick ? 'quick' : 'full'}, world ${r.scale.worldSize}: ${n(r.scale.world.orders ?? 0)} orders) on ${mc.cpus} x ${mc.cpuModel}, ${mc.memoryGiB} GiB, Node ${mc.node}, PostgreSQL ${mc.postgres}`,
+    line(rows[0]!),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...rows.slice(1).map(line),
+  ].join('\n');
+}

@@ -1,0 +1,53 @@
+import { io, type Socket } from 'socket.io-client';
+import { nowMs } from './stats.js';
+
+/** What a bench socket received: latencies of stamped events (ms) and a count of every event. */
+export class Receipts {
+  latencies: number[] = [];
+  count = 0;
+  recording = false;
+
+  /** An event stamped by its sender (a note whose text is the send time) gives a latency. */
+  take(text: unknown) {
+    this.count++;
+    if (!this.recording) return;
+    const sent = Number(text);
+    if (Number.isFinite(sent) && sent > 0) this.latencies.push(nowMs() - sent);
+  }
+
+  reset(recording: boolean) {
+    this.latencies = [];
+    this.count = 0;
+    this.recording = recording;
+  }
+}
+
+/** One WebSocket connection of its own (forceNew: no multiplexing of sockets over one). */
+export function connect(url: string, auth: Record<string, string> | undefined, path = '/socket.io'): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = io(url, { path, auth, transports: ['websocket'], forceNew: true, reconnection: false });
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', (err) => reject(err));
+  });
+}
+
+/** Connects many sockets, a few at a time (a thousand handshakes at once would only queue). */
+export async function connectMany<T>(items: T[], open: (item: T) => Promise<Socket>, onProgress?: (done: number) => void): Promise<Socket[]> {
+  const out: Socket[] = new Array(items.length);
+  let next = 0;
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await open(items[i]!);
+        onProgress?.(++done);
+      }
+    }),
+  );
+  return out;
+}
+
+export function closeAll(sockets: Socket[]) {
+  for (const s of sockets) s.disconnect();
+}

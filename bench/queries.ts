@@ -1,0 +1,53 @@
+import type { Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { DB } from '../src/db/schema.js';
+import type { Http } from './lib/http.js';
+import { latency } from './lib/stats.js';
+
+export interface QueryFigure {
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** How many pages deep the "later page" of the late list is read. */
+const LATER_PAGE = 10;
+
+/**
+ * The ops and portal reads, each asked `runs` times in a row over HTTP by an ops client, on the
+ * generated world: p50/p99 of the whole request as the client sees it.
+ */
+export async function queries(db: Kysely<DB>, ops: Http, runs: number, onProgress?: (done: number, total: number) => void): Promise<Record<string, QueryFigure>> {
+  // The busiest customer and factory of the world: their lists and KPIs are the heaviest.
+  const { rows: c } = await sql<{ id: string }>`select customer_id as id from orders group by customer_id order by count(*) desc limit 1`.execute(db);
+  const { rows: f } = await sql<{ id: string }>`select factory_id as id from order_steps group by factory_id order by count(*) desc limit 1`.execute(db);
+  let later = '/v1/orders?late=true&sort=-lateness&limit=50';
+  for (let i = 1; i < LATER_PAGE; i++) {
+    const page = await ops.get<{ nextCursor: string | null }>(later);
+    if (!page.body.nextCursor) break;
+    later = `/v1/orders?late=true&sort=-lateness&limit=50&cursor=${encodeURIComponent(page.body.nextCursor)}`;
+  }
+  const paths: Record<string, string> = {
+    lateFirstPage: '/v1/orders?late=true&sort=-lateness&limit=50',
+    lateLaterPage: later,
+    atRisk: '/v1/orders?atRisk=true&limit=50',
+    customerOrders: `/v1/orders?customerId=${c[0]!.id}&limit=50`,
+    opsSummary: '/v1/ops/summary?window=7d',
+    factoryPerformance: `/v1/ops/factories/${f[0]!.id}/performance?window=7d`,
+  };
+  const out: Record<string, QueryFigure> = {};
+  const names = Object.keys(paths);
+  let done = 0;
+  for (const name of names) {
+    const samples: number[] = [];
+    for (let i = 0; i < Math.ceil(runs / 10); i++) await ops.get(paths[name]!); // warm the caches
+    for (let i = 0; i < runs; i++) {
+      const r = await ops.get(paths[name]!);
+      if (r.status !== 200) throw new Error(`${name}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+      samples.push(r.ms);
+      onProgress?.(++done, runs * names.length);
+    }
+    const l = latency(samples);
+    out[name] = { p50Ms: l.p50Ms, p99Ms: l.p99Ms };
+  }
+  return out;
+}
