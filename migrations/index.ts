@@ -5,6 +5,7 @@ import * as m0003 from './0003_ops.js';
 import * as m0004 from './0004_due_at.js';
 import * as m0005 from './0005_paused_orders.js';
 import * as m0006 from './0006_kpi_rollups.js';
+import * as m0007 from './0007_lateness_order.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004_due_at': m0004,
   '0005_paused_orders': m0005,
   '0006_kpi_rollups': m0006,
+  '0007_lateness_order': m0007,
 };

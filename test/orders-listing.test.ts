@@ -12,7 +12,9 @@ import { createWorld, type World } from './helpers/world.js';
 let t: TestApp;
 let w: World;
 beforeAll(async () => {
-  t = await startTestApp();
+  // No time alerts: an alert changes an order's updatedAt, and a walk sorted by a key that changes
+  // under it cannot promise every row (the contract says so); these walks test the keyset alone.
+  t = await startTestApp({ ALERTS_INTERVAL_MS: '3600000' });
   w = await createWorld(t);
 });
 afterAll(() => t?.close());

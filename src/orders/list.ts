@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type Kysely, type SqlBool } from 'kysely';
 import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
@@ -14,28 +15,40 @@ import { toOrder } from './service.js';
  */
 interface PageCursor {
   s: ListOrdersQuery['sort'];
-  k: string | number;
+  k: string;
   id: string;
   ref: string;
+  /** The filters of the walk, digested: a page of other filters would skip or repeat rows. */
+  f: string;
 }
+
+/** A digest of every parameter that decides which rows come in which order (not the page size). */
+const filtersOf = ({ cursor: _c, limit: _l, ...rest }: ListOrdersQuery) =>
+  createHash('sha256')
+    .update(JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b))))
+    .digest('base64url')
+    .slice(0, 16);
 
 const encode = (c: PageCursor) => Buffer.from(JSON.stringify(c)).toString('base64url');
 
 const isoInRange = z.iso.datetime().refine((v) => Math.abs(Date.parse(v)) < 8.64e15);
 const cursorSchema = z.discriminatedUnion('s', [
-  z.object({ s: z.enum(['promisedAt', '-updatedAt']), k: isoInRange, id: z.uuid(), ref: isoInRange }),
-  // k is the lateness in seconds, or the promised date when only unfinished orders are listed.
-  z.object({ s: z.literal('-lateness'), k: z.union([z.number().finite().min(-1e15).max(1e15), isoInRange]), id: z.uuid(), ref: isoInRange }),
+  z.object({ s: z.enum(['promisedAt', '-updatedAt']), k: isoInRange, id: z.uuid(), ref: isoInRange, f: z.string() }),
+  // k is the instant the order's lateness is measured against (see lateAgainst).
+  z.object({ s: z.literal('-lateness'), k: isoInRange, id: z.uuid(), ref: isoInRange, f: z.string() }),
 ]);
 
-function decode(text: string, sort: ListOrdersQuery['sort']): PageCursor {
+function decode(text: string, q: ListOrdersQuery): PageCursor {
+  let c: ReturnType<typeof cursorSchema.safeParse> | undefined;
   try {
-    const c = cursorSchema.safeParse(JSON.parse(Buffer.from(text, 'base64url').toString()));
-    if (c.success && c.data.s === sort) return c.data;
+    c = cursorSchema.safeParse(JSON.parse(Buffer.from(text, 'base64url').toString()));
   } catch {
-    // not JSON: fall through
+    // not JSON: refused below
   }
-  throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'not a cursor of this listing (sort must not change between pages)' }]);
+  if (c?.success && c.data.s === q.sort && c.data.f === filtersOf(q)) return c.data;
+  throw badRequest('invalid query.cursor', [
+    { path: 'query.cursor', message: 'not a cursor of this listing (the sort and filters must not change between pages)' },
+  ]);
 }
 
 const unfinished = sql<SqlBool>`orders.status in ('open', 'on_hold', 'shipped')`;
@@ -43,24 +56,27 @@ const unfinished = sql<SqlBool>`orders.status in ('open', 'on_hold', 'shipped')`
 const pastDue = (ref: Date) =>
   sql<SqlBool>`(orders.due_at < ${ref} and (orders.hold_cause is distinct from 'engineering_query' or orders.held_at > orders.due_at))`;
 
-/** Lateness in seconds as of ref: how far past its promise the order is (or was delivered); cancelled last. */
-const lateness = (ref: Date) =>
-  sql<number>`coalesce(extract(epoch from (coalesce(orders.delivered_at, case when ${unfinished} then
-    (case when orders.hold_cause = 'engineering_query' then orders.held_at else ${ref}::timestamptz end) end) - orders.due_at)), -1e15)::float8`;
-
 const pausedByCustomer = sql<SqlBool>`orders.hold_cause = 'engineering_query'`;
 /**
- * The moment an order's lateness is measured against, as a point on the clock: its due date, or
- * for an order waiting on the customer, the due date moved on by the wait so far. Ascending, this
- * is lateness descending among unfinished orders.
+ * Lateness as a point on the clock: ref minus the order's lateness. Ascending, it is lateness
+ * descending, and for each kind of order it follows something an index keeps in order:
+ * - running: its due date (late by ref - due_at);
+ * - paused by the customer: the due date moved on by the wait so far (late by held_at - due_at);
+ * - delivered: ref minus how late it was delivered (delivered_at - due_at), a fixed interval;
+ * - cancelled: never late, listed last.
  */
-const pausedDue = (ref: Date) => sql<Date>`(orders.due_at + (${ref}::timestamptz - orders.held_at))`;
+const lateAgainst = {
+  running: () => sql<Date>`orders.due_at`,
+  paused: (ref: Date) => sql<Date>`(orders.due_at + (${ref}::timestamptz - orders.held_at))`,
+  delivered: (ref: Date) => sql<Date>`(${ref}::timestamptz - (orders.delivered_at - orders.due_at))`,
+  cancelled: () => sql<Date>`timestamptz '9999-12-31T00:00:00Z'`,
+};
+const UNFINISHED = ['open', 'on_hold', 'shipped'] as const;
 
 /**
  * The listing's query, separate from its execution so a test can EXPLAIN exactly what runs.
- * Sorting unfinished orders by lateness is sorting them by due date, which an index serves,
- * except for the few whose clock the customer paused: the late list of ops reads the two apart
- * (the first from the index, the second from its own small index) and merges them.
+ * Sorted by lateness, each kind of order (see lateAgainst) is read apart in the order of its own
+ * index, a page at most from each, and the pages are merged: no listing sorts every late order.
  */
 export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref: Date, cursor?: PageCursor) {
   const onlyUnfinished = q.status !== undefined && q.status.every((s) => s === 'open' || s === 'on_hold' || s === 'shipped');
@@ -94,7 +110,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       qb.where(sql<SqlBool>`orders.product ilike ${'%' + q.product!.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`),
     );
 
-  let keyOf: (r: OrderRow & { sort_key?: number | Date }) => string | number;
+  let keyOf: (r: OrderRow & { sort_key?: Date }) => string;
   const ascending = (column: 'promised_at') => {
     keyOf = (r) => r[column].toISOString();
     if (cursor) query = query.where(sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
@@ -110,40 +126,41 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       query = query.orderBy('orders.updated_at', 'desc').orderBy('orders.id', 'desc');
       break;
     case '-lateness': {
-      if (onlyUnfinished) {
-        if (cursor && typeof cursor.k !== 'string') throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'the filters changed between pages' }]);
-        keyOf = (r) => (r.sort_key as Date).toISOString();
-        const after = (key: ReturnType<typeof pausedDue>) =>
-          sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k as string)}::timestamptz, ${cursor!.id}::uuid)`;
-        const running = query
-          .where(sql<SqlBool>`(${pausedByCustomer}) is not true`)
-          .$if(cursor !== undefined, (qb) => qb.where(after(sql<Date>`orders.due_at`)))
-          .select(sql<Date>`orders.due_at`.as('sort_key'))
-          .orderBy('orders.due_at')
-          .orderBy('orders.id')
-          .limit(q.limit + 1);
-        const paused = query
-          .where(pausedByCustomer)
-          .$if(cursor !== undefined, (qb) => qb.where(after(pausedDue(ref))))
-          .select(pausedDue(ref).as('sort_key'))
-          .orderBy(pausedDue(ref))
-          .orderBy('orders.id')
-          .limit(q.limit + 1);
-        const merged = db
-          .selectFrom(running.as('running'))
-          .selectAll()
-          .unionAll(db.selectFrom(paused.as('paused')).selectAll())
-          .orderBy('sort_key')
-          .orderBy('id')
-          .limit(q.limit + 1);
-        return { query: merged, keyOf: keyOf! };
+      keyOf = (r) => (r.sort_key as Date).toISOString();
+      const statuses = new Set(q.status ?? ['open', 'on_hold', 'shipped', 'delivered', 'cancelled']);
+      const unfinishedAsked = UNFINISHED.filter((x) => statuses.has(x));
+      const page = (branch: typeof query, key: ReturnType<typeof lateAgainst.running>, order: (qb: typeof query) => typeof query) =>
+        order(
+          branch
+            .$if(cursor !== undefined, (qb) =>
+              qb.where(sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`),
+            )
+            .select(key.as('sort_key')),
+        ).limit(q.limit + 1);
+      const branches: Array<typeof query> = [];
+      if (unfinishedAsked.length) {
+        const base = query.where('orders.status', 'in', unfinishedAsked);
+        branches.push(
+          page(base.where(sql<SqlBool>`(${pausedByCustomer}) is not true`), lateAgainst.running(), (qb) =>
+            qb.orderBy('orders.due_at').orderBy('orders.id'),
+          ),
+          page(base.where(pausedByCustomer), lateAgainst.paused(ref), (qb) => qb.orderBy(lateAgainst.paused(ref)).orderBy('orders.id')),
+        );
       }
-      if (cursor && typeof cursor.k !== 'number') throw badRequest('invalid query.cursor', [{ path: 'query.cursor', message: 'the filters changed between pages' }]);
-      const l = lateness(ref);
-      keyOf = (r) => r.sort_key as number;
-      if (cursor) query = query.where(sql<SqlBool>`(${l} < ${cursor.k}::float8 or (${l} = ${cursor.k}::float8 and orders.id > ${cursor.id}::uuid))`);
-      query = query.orderBy(l, 'desc').orderBy('orders.id').select(l.as('sort_key'));
-      break;
+      if (statuses.has('delivered')) {
+        branches.push(
+          page(query.where('orders.status', '=', 'delivered'), lateAgainst.delivered(ref), (qb) =>
+            qb.orderBy(sql`(orders.delivered_at - orders.due_at)`, 'desc').orderBy('orders.id'),
+          ),
+        );
+      }
+      if (statuses.has('cancelled')) {
+        branches.push(page(query.where('orders.status', '=', 'cancelled'), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
+      }
+      const [first, ...rest] = branches.map((b, i) => db.selectFrom(b.as(`b${i}`)).selectAll());
+      let merged = first!;
+      for (const b of rest) merged = merged.unionAll(b);
+      return { query: merged.orderBy(sql`sort_key`).orderBy(sql`id`).limit(q.limit + 1), keyOf: keyOf! };
     }
   }
   return { query: query.limit(q.limit + 1), keyOf: keyOf! };
@@ -156,16 +173,16 @@ export async function listOrders(
   q: ListOrdersQuery,
   now = new Date(),
 ): Promise<{ items: Order[]; nextCursor: string | null }> {
-  const cursor = q.cursor ? decode(q.cursor, q.sort) : undefined;
+  const cursor = q.cursor ? decode(q.cursor, q) : undefined;
   const ref = cursor ? new Date(cursor.ref) : now;
   const { query, keyOf } = listQuery(db, p, q, ref, cursor);
-  const rows = (await query.execute()) as Array<OrderRow & { sort_key?: number | Date }>;
+  const rows = (await query.execute()) as Array<OrderRow & { sort_key?: Date }>;
 
   const page = rows.slice(0, q.limit);
   const steps = await stepsOf(db, page.map((r) => r.id));
   const items = page.map((r) => toOrder(r, steps.get(r.id) ?? [], ref));
   const last = page.at(-1);
   const nextCursor =
-    rows.length > q.limit && last ? encode({ s: q.sort, k: keyOf(last), id: last.id, ref: ref.toISOString() }) : null;
+    rows.length > q.limit && last ? encode({ s: q.sort, k: keyOf(last), id: last.id, ref: ref.toISOString(), f: filtersOf(q) }) : null;
   return { items, nextCursor };
 }
