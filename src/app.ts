@@ -18,6 +18,7 @@ import { openDatabase, type Database } from './db/database.js';
 import { migrateToLatest } from './db/migrator.js';
 import { eventRoutes } from './events/routes.js';
 import { factoryRoutes } from './factories/routes.js';
+import { clientErrorHandler } from './http/client-errors.js';
 import { frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { registerJsonParser } from './http/json-body.js';
 import { ProblemError } from './http/problems.js';
@@ -60,6 +61,8 @@ export interface AppOptions {
   logStream?: NodeJS.WritableStream;
 }
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
 export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers["x-api-key"]', 'headers.authorization', 'headers["x-api-key"]'];
 
 /** Builds the whole service without listening: `server.ts` runs it, tests drive it over HTTP. */
@@ -72,14 +75,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // A caller's X-Request-Id is kept (and echoed, and logged) only if it is a sane token: a
+    // 12 KB or binary one would be copied into every log line of the request.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     // Slow clients may not hold a connection open for ever (slowloris).
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     // Only behind a proxy that sets X-Forwarded-For itself: otherwise callers could pick their address.
     trustProxy: config.TRUST_PROXY,
     frameworkErrors,
+    clientErrorHandler,
     routerOptions: { maxParamLength: 200 },
   }).withTypeProvider<ZodTypeProvider>();
 

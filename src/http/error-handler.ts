@@ -61,6 +61,12 @@ function toProblem(err: FastifyError | Error, req: FastifyRequest): { problem: P
   if (pgCode === '40001' || pgCode === '40P01') {
     return { problem: problem(503, 'retry', 'the write collided with another; retry'), headers: { 'retry-after': '1' } };
   }
+  // A value the database refuses as data (out of range, malformed) came from the request: a 400,
+  // never a 500. Each one is logged, since the schemas should have caught it first.
+  if (typeof pgCode === 'string' && pgCode.startsWith('22') && (err as { severity?: unknown }).severity) {
+    req.log.warn({ code: pgCode, reason: err.message }, 'a value reached the database that the schemas let through');
+    return { problem: problem(400, 'invalid-value', 'a value in the request is out of range or malformed') };
+  }
   if (isDatabaseUnavailable(err)) {
     return { problem: problem(503, 'database-unavailable', 'the database is unavailable; retry later'), headers: { 'retry-after': '2' } };
   }
