@@ -121,11 +121,12 @@ async function main(): Promise<BenchResult> {
   }
 
   if (has('memory')) {
-    progress.step('memory per socket', scale.sockets + 1);
-    const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, scale.sockets, (d) => progress.update(d)));
-    progress.step('ceiling: raw Socket.IO memory', scale.sockets + 1);
+    const n = scale.memorySockets;
+    progress.step('memory per socket', n);
+    const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, n, (d) => progress.update(d)));
+    progress.step('ceiling: raw Socket.IO memory', n);
     const raw = await startRawSocketIo();
-    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, scale.sockets, (d) => progress.update(d)).finally(() => raw.stop());
+    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, n, (d) => progress.update(d)).finally(() => raw.stop());
     result.memory = { bytesPerSocket: bytes, ceilingBytesPerSocket: ceiling };
   }
 

@@ -1,18 +1,40 @@
-import { buildAudience, closeAudience } from './e2e.js';
+import { buildAudience, closeAudience, type Audience } from './e2e.js';
 import { rssOf } from './lib/service.js';
 import { sleep } from './lib/stats.js';
 
+/** The lowest RSS seen over a while: the floor after the garbage collector ran, not a peak before it. */
+async function rssFloor(pid: number, ms: number): Promise<number> {
+  let low = Infinity;
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) low = Math.min(low, rssOf(pid));
+  return low;
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: Array<[number, number]>): number {
+  const n = points.length;
+  const mx = points.reduce((s, [x]) => s + x, 0) / n;
+  const my = points.reduce((s, [, y]) => s + y, 0) / n;
+  const cov = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
+  const vx = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
+  return cov / vx;
+}
+
+const STEPS = 4;
+
 /**
- * RSS per idle subscribed socket of a server process: its RSS with `count` sockets connected and
- * subscribed, less its RSS before, over `count`. Measured on a fresh process each time, after a
- * settle, so that the figure is the sockets' own and not what earlier work left behind.
+ * RSS per idle subscribed socket of a server process (a fresh one): sockets are connected and
+ * subscribed in four steps, the RSS floor is read before and after each, and the figure is the
+ * slope of RSS over sockets. One reading would be at the mercy of a heap growth step; a slope
+ * over five is not.
  */
 export async function bytesPerSocket(pid: number, url: string, customers: string[], count: number, onProgress?: (n: number) => void): Promise<number> {
-  await sleep(1000);
-  const before = rssOf(pid);
-  const audience = await buildAudience(url, customers, count, onProgress);
-  await sleep(2000);
-  const after = rssOf(pid);
-  closeAudience(audience);
-  return Math.round((after - before) / (count + 1));
+  const points: Array<[number, number]> = [[0, await rssFloor(pid, 2000)]];
+  const audiences: Audience[] = [];
+  const per = Math.ceil(count / STEPS);
+  for (let i = 1; i <= STEPS; i++) {
+    audiences.push(await buildAudience(url, customers, per, (d) => onProgress?.((i - 1) * per + d)));
+    points.push([i * (per + 1), await rssFloor(pid, 2000)]);
+  }
+  audiences.forEach(closeAudience);
+  return Math.round(slope(points));
 }

@@ -24,8 +24,9 @@ export interface Fixtures {
   ops: Http;
 }
 
+/** A person's token; each customer's portal user is a caller of its own, as in life. */
 export const token = (role: 'customer' | 'ops' | 'admin', customerId?: string) =>
-  mintToken(JWT_SECRET, { sub: `bench-${role}`, role, ...(customerId ? { customerId } : {}) }, 6 * 3600);
+  mintToken(JWT_SECRET, { sub: customerId ? `bench-portal-${customerId}` : `bench-${role}`, role, ...(customerId ? { customerId } : {}) }, 6 * 3600);
 
 // Two stages start at once (components are sourced in parallel), so progress can be reported on
 // both from the first event.
