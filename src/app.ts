@@ -19,6 +19,7 @@ import { migrateToLatest } from './db/migrator.js';
 import { eventRoutes } from './events/routes.js';
 import { factoryRoutes } from './factories/routes.js';
 import { clientErrorHandler } from './http/client-errors.js';
+import { ConnectionLimiter } from './http/connection-limit.js';
 import { frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { registerJsonParser } from './http/json-body.js';
 import { ProblemError } from './http/problems.js';
@@ -82,8 +83,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    // Slow clients may not hold a connection open for ever (slowloris).
-    requestTimeout: 30_000,
+    // Slow clients may not hold a connection open for ever (slowloris): the headers must arrive
+    // within HTTP_HEADERS_TIMEOUT_MS and the whole request within HTTP_REQUEST_TIMEOUT_MS (408),
+    // checked every second rather than Node's default 30 s; an idle connection closes after 60 s.
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     connectionTimeout: 60_000,
     // Only behind a proxy that sets X-Forwarded-For itself: otherwise callers could pick their address.
     trustProxy: config.TRUST_PROXY,
@@ -214,10 +218,29 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
   app.decorate('notifier', notifier);
   app.decorate('hub', hub);
   app.metrics.observeStreams(() => ({ subscriptions: hub.subscriptions, read: hub.read, delivered: hub.delivered, connections: registry.size }));
+  // Open streams per caller, sockets and SSE together; refused with 429 once at the limit.
+  const streams = new ConnectionLimiter(config.STREAM_MAX_CONNECTIONS_PER_CALLER);
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.principal || req.routeOptions.url !== '/v1/stream') return;
+    const release = streams.acquire(principalId(req.principal));
+    if (!release) throw streams.refusal();
+    reply.raw.once('close', release);
+  });
   const io = attachSocketServer(app, hub, registry, {
     maxTopicsPerSocket: config.STREAM_MAX_TOPICS_PER_SOCKET,
     maxPayloadBytes: config.STREAM_MAX_PAYLOAD_BYTES,
     maxBufferedBytes: config.STREAM_MAX_BUFFERED_BYTES,
+  });
+  // Runs after the handshake's authentication (registered before it in attachSocketServer).
+  io.of('/v1').use((socket, next) => {
+    const release = streams.acquire(principalId(socket.data.principal as Principal));
+    if (!release) {
+      const refusal = streams.refusal();
+      return next(Object.assign(new Error(refusal.message), { data: { status: 429, title: 'Too Many Requests', detail: refusal.message } }));
+    }
+    socket.once('disconnect', release);
+    socket.conn.once('close', release);
+    next();
   });
   const stopAlerts = scheduleAlerts(database, config.ALERTS_INTERVAL_MS, () => notifier.eventsAppended(), logError('alert pass failed'));
   undo.push(stopAlerts);

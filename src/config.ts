@@ -33,6 +33,9 @@ export const configSchema = z
     STREAM_POLL_MS: int(1000, 10),
     STREAM_BATCH_SIZE: int(1000, 10, 10_000),
     STREAM_MAX_TOPICS_PER_SOCKET: int(100, 1, 10_000),
+    STREAM_MAX_CONNECTIONS_PER_CALLER: int(100, 1, 1_000_000),
+    HTTP_HEADERS_TIMEOUT_MS: int(10_000, 100, 600_000),
+    HTTP_REQUEST_TIMEOUT_MS: int(30_000, 100, 600_000),
     STREAM_MAX_PAYLOAD_BYTES: int(16_384, 1024),
     STREAM_MAX_BUFFERED_BYTES: int(1_048_576, 1024),
     STREAM_MAX_REPLAY_BUFFER: int(10_000, 10),
@@ -47,6 +50,9 @@ export const configSchema = z
         path: ['JWT_SECRET'],
         message: 'JWT_SECRET or JWT_PUBLIC_KEY is required when NODE_ENV=production',
       });
+    }
+    if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS' });
     }
     if (c.JWT_SECRET && c.JWT_PUBLIC_KEY) {
       ctx.addIssue({

@@ -8,7 +8,11 @@ export type Role = Principal['role'];
 
 /** A stable name for a caller: the idempotency scope, the rate-limit bucket, the event's actor. */
 export function principalId(p: Principal): string {
-  return p.role === 'factory' ? `factory:${p.factoryId}` : `${p.role}:${p.sub}`;
+  if (p.role === 'factory') return `factory:${p.factoryId}`;
+  // Each customer's portal mints its own subjects: two customers' `sub` may collide, and must not
+  // share a rate-limit bucket or a stream allowance.
+  if (p.role === 'customer') return `customer:${p.customerId}:${p.sub}`;
+  return `${p.role}:${p.sub}`;
 }
 
 export const isStaff = (p: Principal): p is Extract<Principal, { role: 'ops' | 'admin' }> =>
