@@ -22,6 +22,7 @@ import { clientErrorHandler } from './http/client-errors.js';
 import { ConnectionLimiter } from './http/connection-limit.js';
 import { frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { registerJsonParser } from './http/json-body.js';
+import { requestSerializer } from './http/log-safety.js';
 import { ProblemError } from './http/problems.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { healthRoutes } from './observability/health-routes.js';
@@ -62,7 +63,8 @@ export interface AppOptions {
   logStream?: NodeJS.WritableStream;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+// Up to 64: a trace id or a UUID fits, a key or a token sent by mistake does not.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers["x-api-key"]', 'headers.authorization', 'headers["x-api-key"]'];
 
@@ -73,11 +75,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? {
       level: config.LOG_LEVEL,
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      serializers: { req: requestSerializer },
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
     // A caller's X-Request-Id is kept (and echoed, and logged) only if it is a sane token: a
-    // 12 KB or binary one would be copied into every log line of the request.
+    // 12 KB or binary one would be copied into every log line of the request, a key or token
+    // sent as one would be logged.
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
