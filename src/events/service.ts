@@ -7,6 +7,7 @@ import { claimKeys, releaseKeys, requestHash, type Claim, type ClaimOutcome } fr
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
 import { changedSteps, cloneState, loadOrders, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
+import { countedOf, orderFacts, recordFacts, type Fact } from '../ops/facts.js';
 import { maySee } from '../orders/service.js';
 import { appendAndProject, eventsById, type NewEvent, type OrderWrite } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
@@ -165,15 +166,21 @@ export async function appendEvents(
     }
 
     const writes: OrderWrite[] = [];
+    const facts: Fact[] = [];
     for (const [id, state] of current) {
-      const before = locked.get(id)!.state;
-      if (state !== before) writes.push({ order: { id, ...orderColumns(state, derive(state, now), now) }, steps: changedSteps(before, state) });
+      const { row, state: before } = locked.get(id)!;
+      if (state === before) continue;
+      const derived = derive(state, now);
+      writes.push({ order: { id, ...orderColumns(state, derived, now) }, steps: changedSteps(before, state) });
+      const after = { status: state.status, currentStages: derived.currentStages, country: row.customer_country };
+      facts.push(...orderFacts({ counted: countedOf(row), state: before }, { counted: after, state }));
     }
     // The events, the orders' projections and their steps: one statement, one round trip.
     const inserted = await appendAndProject(tx, events, writes);
     const byId = new Map(inserted.map((e) => [e.id, e]));
     let k = 0;
     for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
+    await recordFacts(tx, facts);
     await releaseKeys(tx, scope, failedKeys);
 
     const replayed = await eventsById(tx, [...replays.values()]);
