@@ -186,6 +186,21 @@ describe('slow clients (HTTP_HEADERS_TIMEOUT_MS=1500, HTTP_REQUEST_TIMEOUT_MS=30
     expect((await w.admin.get('/v1/customers')).body).toEqual(before);
   });
 
+  it('streams are not requests: a socket (polling, then websocket) and an SSE stream outlive both timeouts', async () => {
+    const token = (w.ops as any).credentials.token as string;
+    const s = connect(`${t.baseUrl}/v1`, { path: '/socket.io', auth: { token }, transports: ['polling', 'websocket'], reconnection: false, forceNew: true });
+    opened.push(s);
+    await new Promise((r) => s.once('connect', r));
+    const controller = new AbortController();
+    const res = await fetch(`${t.baseUrl}/v1/stream?topic=all`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+    opened.push({ close: () => controller.abort() });
+    let ended = false;
+    void res.body!.pipeTo(new WritableStream()).catch(() => undefined).finally(() => (ended = true));
+    await sleep(3000 + 1000 + 500);
+    expect(s.connected).toBe(true);
+    expect(ended).toBe(false);
+  });
+
   it('a connection that sends nothing is closed after the headers timeout', async () => {
     const r = await trickle(t, [], 1000).done;
     expect(r.closedAfterMs).toBeLessThan(1500 + 1000 + 1500);
