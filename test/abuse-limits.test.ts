@@ -190,7 +190,7 @@ describe('slow clients (HTTP_HEADERS_TIMEOUT_MS=1500, HTTP_REQUEST_TIMEOUT_MS=30
     const token = (w.ops as any).credentials.token as string;
     const s = connect(`${t.baseUrl}/v1`, { path: '/socket.io', auth: { token }, transports: ['polling', 'websocket'], reconnection: false, forceNew: true });
     opened.push(s);
-    await new Promise((r) => s.once('connect', r));
+    await new Promise<void>((r) => s.once('connect', () => r()));
     const controller = new AbortController();
     const res = await fetch(`${t.baseUrl}/v1/stream?topic=all`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
     opened.push({ close: () => controller.abort() });
