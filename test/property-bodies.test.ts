@@ -236,6 +236,6 @@ describe('generated bad bodies: never a 5xx, always problem+json naming the fiel
     expect((await t.api.get('/healthz')).status).toBe(200);
     const r = await w.ops.get(`/v1/orders/${order.id}`);
     expect(r.status).toBe(200);
-    expect(tally.cases).toBeGreaterThan(5000);
+    expect(tally.cases).toBeGreaterThanOrEqual(5000 * RUNS);
   });
 });
