@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { principalId, type Principal } from '../auth/principal.js';
-import type { DB } from '../db/schema.js';
+import type { DB, OrderRow } from '../db/schema.js';
 import { forbidden, idempotencyMismatch, problem, ProblemError, validationProblem, type Problem } from '../http/problems.js';
-import { claimKeys, releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
+import { releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
-import { changedSteps, cloneState, loadOrders, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
+import { changedSteps, cloneState, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
 import { countedOf, orderFacts, recordFacts, type Fact } from '../ops/facts.js';
 import { maySee } from '../orders/service.js';
+import { claimAndLoad } from './claim-and-load.js';
 import { appendAndProject, eventsById, type NewEvent, type OrderWrite } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
 import { eventInputSchema, type Event, type EventInput } from './schemas.js';
@@ -116,7 +117,10 @@ export async function appendEvents(
     const candidates = requests.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
     // Order locks first, before anything writes: see lockOrdersForWrite.
     await lockOrdersForWrite(tx, candidates.map((i) => requests[i]!.orderId));
-    const outcomes: Map<string, ClaimOutcome> = await claimKeys(tx, scope, [...claims.values()]);
+    // Then, in one statement: the claims (the first write) and the orders as their locks let them be.
+    const { outcomes, orders: locked } = candidates.length
+      ? await claimAndLoad(tx, scope, [...claims.values()], candidates.map((i) => requests[i]!.orderId))
+      : { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
     const replays = new Map<number, string>();
     for (const c of claims.values()) {
       const o = outcomes.get(c.key)!;
@@ -125,7 +129,6 @@ export async function appendEvents(
     }
 
     const pending = candidates.filter((i) => !results[i] && !replays.has(i));
-    const locked = await loadOrders(tx, pending.map((i) => requests[i]!.orderId));
     const current = new Map<string, OrderState>();
     for (const [id, { state }] of locked) current.set(id, state);
 

@@ -36,17 +36,23 @@ function stableJson(v: unknown): string {
  * sharing keys cannot deadlock on each other.
  */
 export async function claimKeys(tx: Transaction<DB>, scope: string, claims: Claim[]): Promise<Map<string, ClaimOutcome>> {
-  const outcomes = new Map<string, ClaimOutcome>();
-  if (!claims.length) return outcomes;
-  const sorted = [...claims].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  if (!claims.length) return new Map();
+  const sorted = sortClaims(claims);
   const inserted = await tx
     .insertInto('idempotency_keys')
     .values(sorted.map((c) => ({ scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })))
     .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
     .returning('key')
     .execute();
-  const won = new Set(inserted.map((r) => r.key));
-  const lost = sorted.filter((c) => !won.has(c.key));
+  return settleClaims(tx, scope, sorted, new Set(inserted.map((r) => r.key)));
+}
+
+export const sortClaims = (claims: Claim[]) => [...claims].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+
+/** The outcome of each claim, given the keys this transaction won: the others are replays or mismatches. */
+export async function settleClaims(tx: Transaction<DB>, scope: string, claims: Claim[], won: Set<string>): Promise<Map<string, ClaimOutcome>> {
+  const outcomes = new Map<string, ClaimOutcome>();
+  const lost = claims.filter((c) => !won.has(c.key));
   const existing = lost.length
     ? await tx
         .selectFrom('idempotency_keys')
@@ -60,7 +66,7 @@ export async function claimKeys(tx: Transaction<DB>, scope: string, claims: Clai
         .execute()
     : [];
   const byKey = new Map(existing.map((r) => [r.key, r]));
-  for (const c of sorted) {
+  for (const c of claims) {
     if (won.has(c.key)) outcomes.set(c.key, { kind: 'claimed' });
     else {
       const row = byKey.get(c.key);

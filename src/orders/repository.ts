@@ -62,7 +62,7 @@ export async function lockOrdersForWrite(tx: Transaction<DB>, ids: string[]): Pr
 }
 
 /** A step as json_agg gives it back: timestamps as text. */
-type StepJson = Omit<OrderStepRow, 'planned_start' | 'planned_end' | 'started_at' | 'completed_at'> &
+export type StepJson = Omit<OrderStepRow, 'planned_start' | 'planned_end' | 'started_at' | 'completed_at'> &
   Record<'planned_start' | 'planned_end', string> &
   Record<'started_at' | 'completed_at', string | null>;
 
@@ -74,23 +74,29 @@ const stepFromJson = (s: StepJson): OrderStepRow => ({
   completed_at: s.completed_at === null ? null : new Date(s.completed_at),
 });
 
+/** Each order's steps as JSON, beside its row: one round trip for orders and steps. */
+export const stepsJson = sql<StepJson[]>`(select coalesce(json_agg(s order by s.position), '[]') from order_steps s where s.order_id = o.id)`;
+
+/** Orders as a write sees them, from rows that carry their steps_json. */
+export function toLoaded(rows: Array<OrderRow & { steps_json: StepJson[] }>): Map<string, { row: OrderRow; state: OrderState }> {
+  const out = new Map<string, { row: OrderRow; state: OrderState }>();
+  for (const { steps_json, ...r } of rows) out.set(r.id, { row: r, state: toOrderState(r, steps_json.map(stepFromJson).map(toStepState)) });
+  return out;
+}
+
 /**
  * Loads orders and their steps, as a write sees them once it holds their locks: one round trip,
  * the steps aggregated beside each order row (a write is a chain of round trips; each one counts).
  */
 export async function loadOrders(tx: Transaction<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
-  const out = new Map<string, { row: OrderRow; state: OrderState }>();
-  if (!ids.length) return out;
+  if (!ids.length) return new Map();
   const rows = await tx
     .selectFrom('orders as o')
     .selectAll('o')
-    .select(
-      sql<StepJson[]>`(select coalesce(json_agg(s order by s.position), '[]') from order_steps s where s.order_id = o.id)`.as('steps_json'),
-    )
+    .select(stepsJson.as('steps_json'))
     .where('o.id', 'in', [...new Set(ids)])
     .execute();
-  for (const { steps_json, ...r } of rows) out.set(r.id, { row: r, state: toOrderState(r, steps_json.map(stepFromJson).map(toStepState)) });
-  return out;
+  return toLoaded(rows);
 }
 
 export function derivedColumns(d: Derived) {
