@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ProblemError, validationProblem } from '../http/problems.js';
+import { forbidden, ProblemError, validationProblem } from '../http/problems.js';
 import { idParams, problemSchema } from '../http/schemas.js';
 import { getOrder } from '../orders/service.js';
+import { AppendQueue } from './append-queue.js';
 import { eventsOfOrder } from './repository.js';
 import { batchBody, batchItemSchema, eventInputSchema, eventSchema, idempotencyKey } from './schemas.js';
 import { appendEvents, type AppendObserver, type AppendRequest } from './service.js';
@@ -23,6 +24,8 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     rejected: (type, problem) => eventsRejected.inc({ type, problem }),
     replayed: () => eventsReplayed.inc(),
   };
+  // Single updates that arrive together are written together (group commit; see AppendQueue).
+  const singles = new AppendQueue(db, observer);
 
   app.post(
     '/v1/orders/:id/events',
@@ -40,15 +43,12 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) => {
-      const [result] = await appendEvents(
-        db,
-        req.principal!,
-        [{ orderId: req.params.id, idempotencyKey: req.headers['idempotency-key'], body: req.body, path: 'body' }],
-        observer,
-      );
-      if (result!.error) throw ProblemError.from(result!.error);
-      if (result!.status === 200) reply.header('idempotent-replayed', 'true');
-      return reply.status(result!.status as 200 | 201).send(result!.event!);
+      const principal = req.principal!;
+      if (principal.role === 'customer') throw forbidden('customers read orders; they do not post events');
+      const result = await singles.append({ principal, orderId: req.params.id, idempotencyKey: req.headers['idempotency-key'], body: req.body, path: 'body' });
+      if (result.error) throw ProblemError.from(result.error);
+      if (result.status === 200) reply.header('idempotent-replayed', 'true');
+      return reply.status(result.status as 200 | 201).send(result.event!);
     },
   );
 

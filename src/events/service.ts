@@ -3,13 +3,13 @@ import type { Kysely } from 'kysely';
 import { principalId, type Principal } from '../auth/principal.js';
 import type { DB, OrderRow } from '../db/schema.js';
 import { forbidden, idempotencyMismatch, problem, ProblemError, validationProblem, type Problem } from '../http/problems.js';
-import { releaseKeys, requestHash, type Claim, type ClaimOutcome } from '../idempotency/store.js';
+import { releaseKeys, requestHash, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
 import { changedSteps, cloneState, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
 import { countedOf, orderFacts, recordFacts, type Fact } from '../ops/facts.js';
 import { maySee } from '../orders/service.js';
-import { claimAndLoad } from './claim-and-load.js';
+import { claimAndLoad, claimName, type ScopedClaim } from './claim-and-load.js';
 import { appendAndProject, eventsById, type NewEvent, type OrderWrite } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
 import { eventInputSchema, type Event, type EventInput } from './schemas.js';
@@ -70,11 +70,13 @@ function checkOwnership(p: Principal, state: OrderState, input: EventInput): Pro
   return undefined;
 }
 
+/** An update with the caller who posts it: items of one transaction may come from several callers. */
+export interface AppendItem extends AppendRequest {
+  principal: Principal;
+}
+
 /**
- * Appends status updates, each judged on its own: in one transaction, every accepted event is
- * appended with the next seq of its order and the order's projection is advanced, while a
- * refused item changes nothing. Orders are row-locked, so writes to one order queue and writes
- * to different orders never wait for each other. Results come back in the items' order.
+ * Appends status updates of one caller, each judged on its own: see appendItems.
  */
 export async function appendEvents(
   db: Kysely<DB>,
@@ -84,9 +86,28 @@ export async function appendEvents(
   now = new Date(),
 ): Promise<AppendResult[]> {
   if (p.role === 'customer') throw forbidden('customers read orders; they do not post events');
-  const scope = principalId(p);
-  const results: Array<AppendResult | undefined> = new Array(requests.length);
-  const inputs = requests.map((r) => parseItem(p, r, now));
+  return appendItems(
+    db,
+    requests.map((r) => ({ ...r, principal: p })),
+    observer,
+    now,
+  );
+}
+
+/**
+ * Appends status updates, each judged on its own and answered as if it were alone: in one
+ * transaction, every accepted event is appended with the next seq of its order and the order's
+ * projection is advanced, while a refused item changes nothing. Orders are locked, so writes to
+ * one order queue and writes to different orders never wait for each other. Each item is checked
+ * against its own caller (what it may post, which orders it may see, whose keys it claims).
+ * Results come back in the items' order.
+ */
+export async function appendItems(db: Kysely<DB>, items: AppendItem[], observer?: AppendObserver, now = new Date()): Promise<AppendResult[]> {
+  const results: Array<AppendResult | undefined> = new Array(items.length);
+  const scopes = items.map((it) => principalId(it.principal));
+  const inputs = items.map((it) =>
+    it.principal.role === 'customer' ? forbidden('customers read orders; they do not post events') : parseItem(it.principal, it, now),
+  );
 
   // Rerouting to a factory that does not exist is bad input, caught before any lock is taken.
   const targets = [...new Set(inputs.flatMap((i) => (!(i instanceof ProblemError) && i.type === 'rerouted' ? [i.factoryId] : [])))];
@@ -96,34 +117,35 @@ export async function appendEvents(
   inputs.forEach((input, i) => {
     if (input instanceof ProblemError) results[i] = failure(input);
     else if (input.type === 'rerouted' && !known.has(input.factoryId)) {
-      const path = `${requests[i]!.path}.factoryId`;
+      const path = `${items[i]!.path}.factoryId`;
       results[i] = failure(new ProblemError(400, 'validation-failed', `invalid ${path}`, { errors: [{ path, message: 'no such factory' }] }));
     }
   });
 
-  // One claim per distinct key; a key repeated inside the batch answers like a retry of its first use.
-  const claims = new Map<string, Claim & { first: number }>();
+  // One claim per caller and distinct key; a key repeated among the items answers like a retry of its first use.
+  const claims = new Map<string, ScopedClaim & { first: number }>();
+  const claimOf = (i: number) => (items[i]!.idempotencyKey ? claims.get(claimName(scopes[i]!, items[i]!.idempotencyKey!)) : undefined);
   const sameKeyAs = new Map<number, number>();
-  requests.forEach((r, i) => {
+  items.forEach((r, i) => {
     if (results[i] || !r.idempotencyKey) return;
     const hash = requestHash({ orderId: r.orderId, event: inputs[i] });
-    const earlier = claims.get(r.idempotencyKey);
-    if (!earlier) claims.set(r.idempotencyKey, { key: r.idempotencyKey, hash, resourceId: randomUUID(), first: i });
+    const earlier = claimOf(i);
+    if (!earlier) claims.set(claimName(scopes[i]!, r.idempotencyKey), { scope: scopes[i]!, key: r.idempotencyKey, hash, resourceId: randomUUID(), first: i });
     else if (earlier.hash !== hash) results[i] = { status: 422, error: idempotencyProblem() };
     else sameKeyAs.set(i, earlier.first);
   });
 
   await db.transaction().execute(async (tx) => {
-    const candidates = requests.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
+    const candidates = items.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
     // Order locks first, before anything writes: see lockOrdersForWrite.
-    await lockOrdersForWrite(tx, candidates.map((i) => requests[i]!.orderId));
+    await lockOrdersForWrite(tx, candidates.map((i) => items[i]!.orderId));
     // Then, in one statement: the claims (the first write) and the orders as their locks let them be.
     const { outcomes, orders: locked } = candidates.length
-      ? await claimAndLoad(tx, scope, [...claims.values()], candidates.map((i) => requests[i]!.orderId))
+      ? await claimAndLoad(tx, [...claims.values()], candidates.map((i) => items[i]!.orderId))
       : { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
     const replays = new Map<number, string>();
-    for (const c of claims.values()) {
-      const o = outcomes.get(c.key)!;
+    for (const [name, c] of claims) {
+      const o = outcomes.get(name)!;
       if (o.kind === 'mismatch') results[c.first] = { status: 422, error: idempotencyProblem() };
       else if (o.kind === 'replay') replays.set(c.first, o.resourceId);
     }
@@ -133,9 +155,10 @@ export async function appendEvents(
     for (const [id, { state }] of locked) current.set(id, state);
 
     const events: NewEvent[] = [];
-    const failedKeys: string[] = [];
+    const failedKeys = new Map<string, string[]>();
     for (const i of pending) {
-      const req = requests[i]!;
+      const req = items[i]!;
+      const p = req.principal;
       const input = inputs[i] as EventInput;
       const entry = locked.get(req.orderId);
       const state = current.get(req.orderId);
@@ -151,20 +174,20 @@ export async function appendEvents(
         next.lastSeq += 1;
         current.set(req.orderId, next);
         events.push({
-          id: (req.idempotencyKey && claims.get(req.idempotencyKey)?.resourceId) || randomUUID(),
+          id: claimOf(i)?.resourceId || randomUUID(),
           orderId: req.orderId,
           customerId: state.customerId,
           seq: next.lastSeq,
           type: input.type,
           ...recorded,
-          actor: scope,
+          actor: scopes[i]!,
           occurredAt: at,
         });
         results[i] = { status: 201 };
       } catch (err) {
         if (!(err instanceof ProblemError)) throw err;
         results[i] = failure(err);
-        if (req.idempotencyKey) failedKeys.push(req.idempotencyKey);
+        if (req.idempotencyKey) failedKeys.set(scopes[i]!, [...(failedKeys.get(scopes[i]!) ?? []), req.idempotencyKey]);
       }
     }
 
@@ -184,7 +207,7 @@ export async function appendEvents(
     let k = 0;
     for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
     await recordFacts(tx, facts);
-    await releaseKeys(tx, scope, failedKeys);
+    for (const [scope, keys] of failedKeys) await releaseKeys(tx, scope, keys);
 
     const replayed = await eventsById(tx, [...replays.values()]);
     for (const [i, eventId] of replays) {
