@@ -19,6 +19,7 @@ import { skipWithoutPostgresBinaries, startTempPostgres, type TempPostgres } fro
 // The pool's connection timeout is 3 s (src/db/database.ts): no request may wait much longer.
 const OUTAGE_WAIT_BOUND_MS = 3000 + 2000;
 const SHUTDOWN_GRACE_MS = 4000;
+const FREEZE_MS = 5000;
 
 let pgt: TempPostgres | undefined;
 const servers: ServerProcess[] = [];
@@ -31,7 +32,7 @@ let ops: string;
 let factory: { id: string; key: string };
 let customerId: string;
 const followers: StreamFollower[] = [];
-const figures = { faults: 0, outageAttempts: 0, longestOutageWaitMs: 0 };
+const figures = { faults: 0, outageAttempts: 0, longestOutageWaitMs: 0, longestFrozenWaitMs: 0 };
 
 const env = (name: string) => ({
   DATABASE_URL: `${pgt!.url}?application_name=orderstream-${name}`,
@@ -168,7 +169,8 @@ describe.skipIf(skip)('faults under ingest load, on a Postgres of the test\'s ow
     await pgt?.remove();
     console.log(
       `faults injected and survived: ${figures.faults}; requests during outages: ${figures.outageAttempts}; ` +
-        `longest wait of a request during an outage: ${figures.longestOutageWaitMs.toFixed(0)} ms`,
+        `longest wait of a request during an outage: ${figures.longestOutageWaitMs.toFixed(0)} ms (stopped), ` +
+        `${figures.longestFrozenWaitMs.toFixed(0)} ms (frozen ${FREEZE_MS} ms)`,
     );
   }, 60_000);
 
@@ -212,7 +214,8 @@ describe.skipIf(skip)('faults under ingest load, on a Postgres of the test\'s ow
     // During the outage every request was answered: 503 problem+json with Retry-After, quickly.
     const during = load.between(down, restarting);
     const outcomes = countStatuses(during);
-    const longest = Math.max(...during.map((a) => a.end - a.start));
+    // every request in flight at some moment of the outage, including those sent just before it
+    const longest = Math.max(...load.overlapping(down, restarting).map((a) => a.end - a.start));
     figures.outageAttempts += during.length;
     figures.longestOutageWaitMs = Math.max(figures.longestOutageWaitMs, longest);
     console.log(`outage: ${during.length} requests while down, ${JSON.stringify(outcomes)}, longest wait ${longest.toFixed(0)} ms; first write acknowledged ${recoveredAfter.toFixed(0)} ms after the restart`);
@@ -225,6 +228,52 @@ describe.skipIf(skip)('faults under ingest load, on a Postgres of the test\'s ow
 
     const ledger = await checkLedger(load, orderIds, subscribers);
     console.log(`outage ledger: ${JSON.stringify(ledger)}`);
+  }, 90_000);
+
+  it('Postgres frozen (SIGSTOP) for 5 s under load, connections open but silent: readyz 503 within its 2 s, requests bounded, nothing lost or doubled', async () => {
+    const [A, B] = live as [ServerProcess, ServerProcess];
+    const orderIds = await createOrders(8);
+    const subscribers = [await follower(() => [A]), await follower(() => [B])];
+    const load = new IngestLoad({ targets: () => live.map((s) => s.baseUrl), apiKey: factory.key, orderIds, writers: 6, prefix: `freeze-${randomUUID().slice(0, 8)}` }).start();
+    await until(() => load.acked.size >= 30, 15_000, 'load before the freeze');
+    const frozen = performance.now();
+    pgt!.freeze();
+    figures.faults++;
+    const probes: Array<{ status: number; ms: number }> = [];
+    try {
+      while (performance.now() - frozen < FREEZE_MS) {
+        await Promise.all(
+          [A, B].map(async (s) => {
+            const t0 = performance.now();
+            const r = await fetch(`${s.baseUrl}/readyz`, { signal: AbortSignal.timeout(10_000) });
+            probes.push({ status: r.status, ms: performance.now() - t0 });
+          }),
+        );
+        await sleep(500);
+      }
+    } finally {
+      pgt!.thaw();
+    }
+    const thawed = performance.now();
+    await until(() => load.attempts.some((a) => a.start >= thawed && (a.status === 201 || a.status === 200)), 10_000, 'a write after the thaw');
+    for (const s of [A, B]) await until(async () => (await fetch(`${s.baseUrl}/readyz`)).status === 200, 10_000, 'readyz 200 after the thaw');
+    await sleep(1000);
+    await load.stop();
+
+    expect(probes.length).toBeGreaterThanOrEqual(4);
+    for (const p of probes) {
+      expect(p.status).toBe(503);
+      expect(p.ms).toBeLessThan(2000 + 1000);
+    }
+    const during = load.overlapping(frozen, thawed);
+    const longest = Math.max(...during.map((a) => a.end - a.start));
+    figures.longestFrozenWaitMs = Math.max(figures.longestFrozenWaitMs, longest);
+    console.log(`freeze: ${during.length} requests in flight while frozen, ${JSON.stringify(countStatuses(during))}, longest wait ${longest.toFixed(0)} ms; readyz answered 503 in at most ${Math.max(...probes.map((p) => p.ms)).toFixed(0)} ms`);
+    // A request already in a query waits for the database to come back; none waits longer.
+    expect(longest).toBeLessThan(FREEZE_MS + 3000);
+    for (const f of subscribers) expect(f.disconnects).toEqual([]);
+    const ledger = await checkLedger(load, orderIds, subscribers);
+    console.log(`freeze ledger: ${JSON.stringify(ledger)}`);
   }, 90_000);
 
   it('connections killed mid-transaction (pg_terminate_backend): each request fails cleanly or is retried, nothing partial', async () => {

@@ -75,6 +75,11 @@ export class IngestLoad {
     return this.attempts.filter((a) => a.start >= from && a.start <= to);
   }
 
+  /** The attempts in flight at some moment of [from, to]. */
+  overlapping(from: number, to: number): Attempt[] {
+    return this.attempts.filter((a) => a.start <= to && a.end >= from);
+  }
+
   private async writer(w: number) {
     for (let n = 0; !this.stopping; n++) {
       const key = `${this.opts.prefix}-w${w}-${n}`;

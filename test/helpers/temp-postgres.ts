@@ -1,7 +1,7 @@
 // A Postgres cluster of the test's own, in a temporary directory on a free port, that the test may
 // stop and start (a database outage) without disturbing the machine's cluster or other test files.
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -33,6 +33,9 @@ export interface TempPostgres {
   /** `pg_ctl stop -m immediate` by default: the server dies as in a crash (its clients see it go). */
   stop(mode?: 'immediate' | 'fast'): Promise<void>;
   start(): Promise<void>;
+  /** SIGSTOP to the server and its backends: connections stay open and nothing answers (a partition). */
+  freeze(): void;
+  thaw(): void;
   /** Stops the server if it runs and deletes its directory. */
   remove(): Promise<void>;
 }
@@ -89,6 +92,23 @@ export async function startTempPostgres(): Promise<TempPostgres> {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  /** The postmaster (first line of postmaster.pid) and its children. */
+  const signalAll = (signal: NodeJS.Signals) => {
+    const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    let children: number[] = [];
+    try {
+      children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    } catch {
+      /* no children (pgrep exits 1) */
+    }
+    for (const p of [pid, ...children]) {
+      try {
+        process.kill(p, signal);
+      } catch {
+        /* a backend that just exited */
+      }
+    }
+  };
   const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=100`;
   const pg: TempPostgres = {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -101,7 +121,14 @@ export async function startTempPostgres(): Promise<TempPostgres> {
       await run(pgCtl, ['stop', '-D', data, '-w', '-t', '30', '-m', mode], user, 40_000);
       running = false;
     },
+    freeze: () => signalAll('SIGSTOP'),
+    thaw: () => signalAll('SIGCONT'),
     async remove() {
+      try {
+        if (running) signalAll('SIGCONT'); // a frozen server would not stop
+      } catch {
+        /* not running after all */
+      }
       if (running || existsSync(join(data, 'postmaster.pid'))) await pg.stop('immediate').catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
