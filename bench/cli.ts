@@ -122,11 +122,12 @@ async function main(): Promise<BenchResult> {
 
   if (has('memory')) {
     const n = scale.memorySockets;
+    const m = { count: n, settleMs: scale.memorySettleMs };
     progress.step('memory per socket', n);
-    const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, n, (d) => progress.update(d)));
+    const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, m, (d) => progress.update(d)));
     progress.step('ceiling: raw Socket.IO memory', n);
     const raw = await startRawSocketIo();
-    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, n, (d) => progress.update(d)).finally(() => raw.stop());
+    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, m, (d) => progress.update(d)).finally(() => raw.stop());
     result.memory = { bytesPerSocket: bytes, ceilingBytesPerSocket: ceiling };
   }
 
@@ -154,6 +155,15 @@ async function rawDeliveryRate(customers: string[]): Promise<number> {
   } finally {
     await raw.stop();
   }
+}
+
+// Interrupted: stop the service and drop the bench database rather than leave them behind.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    progress.stop();
+    console.error(`bench: ${signal}, cleaning up`);
+    void Promise.allSettled([service?.stop(), bench?.drop()]).then(() => process.exit(130));
+  });
 }
 
 try {

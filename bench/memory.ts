@@ -27,13 +27,20 @@ const STEPS = 4;
  * slope of RSS over sockets. One reading would be at the mercy of a heap growth step; a slope
  * over five is not.
  */
-export async function bytesPerSocket(pid: number, url: string, customers: string[], count: number, onProgress?: (n: number) => void): Promise<number> {
-  const points: Array<[number, number]> = [[0, await rssFloor(pid, 2000)]];
+export async function bytesPerSocket(
+  pid: number,
+  url: string,
+  customers: string[],
+  o: { count: number; settleMs: number },
+  onProgress?: (n: number) => void,
+): Promise<number> {
+  const { count, settleMs } = o;
+  const points: Array<[number, number]> = [[0, await rssFloor(pid, settleMs)]];
   const audiences: Audience[] = [];
   const per = Math.ceil(count / STEPS);
   for (let i = 1; i <= STEPS; i++) {
     audiences.push(await buildAudience(url, customers, per, (d) => onProgress?.((i - 1) * per + d)));
-    points.push([i * (per + 1), await rssFloor(pid, 2000)]);
+    points.push([i * (per + 1), await rssFloor(pid, settleMs)]);
   }
   audiences.forEach(closeAudience);
   return Math.round(slope(points));
