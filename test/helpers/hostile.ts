@@ -54,8 +54,8 @@ export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom(null, true, false, [], {}, [null], { __proto__: null }),
   fc.string({ unit: 'grapheme', maxLength: 50 }),
   fc.string({ unit: 'binary', maxLength: 50 }), // any code point, lone surrogates included
-  fc.integer({ min: 5_000, max: 300_000 }).map((n) => 'x'.repeat(n)), // huge strings
-  fc.integer({ min: 100, max: 50_000 }).map((n) => Array.from({ length: n }, (_, i) => i)), // huge arrays
+  fc.integer({ min: 5_000, max: 100_000 }).map((n) => 'x'.repeat(n)), // huge strings
+  fc.integer({ min: 100, max: 20_000 }).map((n) => Array.from({ length: n }, (_, i) => i)), // huge arrays
   fc.integer({ min: 10, max: 400 }).map((d) => nested(d, 'deep')), // deep nesting
   fc.jsonValue({ maxDepth: 3 }),
   fc.double(),
