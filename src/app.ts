@@ -242,8 +242,11 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
       const refusal = streams.refusal();
       return next(Object.assign(new Error(refusal.message), { data: { status: 429, title: 'Too Many Requests', detail: refusal.message } }));
     }
+    // Released when the socket leaves or its connection closes, whichever comes first; a
+    // connection already gone while the handshake was checked takes no slot at all.
     socket.once('disconnect', release);
     socket.conn.once('close', release);
+    if (socket.conn.readyState !== 'open') release();
     next();
   });
   const stopAlerts = scheduleAlerts(database, config.ALERTS_INTERVAL_MS, () => notifier.eventsAppended(), logError('alert pass failed'));
