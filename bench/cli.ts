@@ -108,7 +108,10 @@ async function main(): Promise<BenchResult> {
         progress.step('e2e: delivery rate held', 1, '');
         const held = await heldRate(audience, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
         closeAudience(audience);
-        progress.log(`e2e at ${scale.e2eRate}/s: ${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service`);
+        progress.log(
+          `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
+            `${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service`,
+        );
         progress.log(`held rate, service: ${JSON.stringify(held.steps)}`);
         const rawHeld = await rawDeliveryRate(f.customers);
         result.e2e = { p50Ms: fixed.p50Ms, p99Ms: fixed.p99Ms, maxMs: fixed.maxMs, heldDeliveriesPerSec: held.deliveriesPerSec, ceilingDeliveriesPerSec: rawHeld, ratio: ratio(held.deliveriesPerSec, rawHeld) };

@@ -57,7 +57,11 @@ async function settle(r: Receipts, expected: number, graceMs: number) {
  * Commit-to-receipt at a fixed rate: single POSTs, each a note stamped with its send time, so a
  * latency is send → receipt, an upper bound of commit → receipt (the commit happens in between).
  */
-export async function fixedRate(f: Fixtures, a: Audience, o: { perSec: number; seconds: number; onTick?: (x: number) => void }): Promise<Latency & { delivered: number; expected: number }> {
+export async function fixedRate(
+  f: Fixtures,
+  a: Audience,
+  o: { perSec: number; seconds: number; onTick?: (x: number) => void },
+): Promise<Latency & { delivered: number; expected: number; sentPerSec: number; held: boolean }> {
   a.receipts.reset(true);
   let i = 0;
   const r = await openLoop({ perSec: o.perSec, seconds: o.seconds, onTick: o.onTick }, async () => {
@@ -67,7 +71,8 @@ export async function fixedRate(f: Fixtures, a: Audience, o: { perSec: number; s
   });
   const expected = r.sent * a.fanout;
   await settle(a.receipts, expected, 5_000);
-  return { ...latency(a.receipts.latencies), delivered: a.receipts.count, expected };
+  // Behind: more than 256 posts waited at once, and the sender stopped; the rate was not held.
+  return { ...latency(a.receipts.latencies), delivered: a.receipts.count, expected, sentPerSec: Math.round(r.sent / r.seconds), held: !r.behind };
 }
 
 export interface HeldRate {

@@ -211,6 +211,7 @@ export class StreamHub {
           topic: sub.topic,
           principal: sub.principal,
           limit: this.opts.batchSize,
+          routing: false,
         });
         for (const e of page) {
           if (sub.closed) return;

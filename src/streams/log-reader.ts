@@ -20,6 +20,11 @@ export interface ReadOptions {
   /** Only what this caller may see. */
   principal?: Principal;
   limit: number;
+  /**
+   * Whether each event needs the factories of its order's route (to find its factory topics).
+   * The tail does; a replay does not, since its query already chose the topic and the caller.
+   */
+  routing?: boolean;
 }
 
 export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<StreamEvent[]> {
@@ -41,7 +46,9 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<StreamEve
       'e.data',
       'e.pos',
       sql<string>`e.txid::text`.as('txid'),
-      sql<string[]>`array(select distinct s.factory_id::text from order_steps s where s.order_id = e.order_id)`.as('factory_ids'),
+      o.routing === false
+        ? sql<string[]>`'{}'::text[]`.as('factory_ids')
+        : sql<string[]>`array(select distinct s.factory_id::text from order_steps s where s.order_id = e.order_id)`.as('factory_ids'),
     ])
     .where(sql<SqlBool>`e.txid < ${horizon}`)
     .$if(o.after !== undefined, (q) => q.where(after(o.after!)))
