@@ -30,6 +30,10 @@ export class Subscription {
   live = false;
   closed = false;
   buffer: StreamEvent[] = [];
+  /** Without a cursor: starts at the head of the log when it opens, not where this instance's tail is. */
+  fromNow = false;
+  /** With a cursor: the log after it is replayed before going live. */
+  replays = false;
 
   constructor(
     readonly topic: Topic,
@@ -179,8 +183,10 @@ export class StreamHub {
   }
 
   /**
-   * Registers a subscription. Without `after` it is live at once, from the tail's position; with
-   * `after` it buffers live events until catchUp() has replayed the log after that cursor.
+   * Registers a subscription; catchUp() must follow. With `after` it buffers live events until
+   * catchUp() has replayed the log after that cursor. Without, catchUp() moves its start to the
+   * head of the log: the tail may not have read yet what committed just before the subscriber
+   * came (the order it just created, say), and those are not "live events from now".
    */
   open(topic: Topic, principal: Principal, sink: Sink, after?: string): Subscription {
     this.assertReady();
@@ -189,7 +195,8 @@ export class StreamHub {
     let set = this.byTopic.get(key);
     if (!set) this.byTopic.set(key, (set = new Set()));
     set.add(sub);
-    sub.live = after === undefined;
+    sub.fromNow = after === undefined;
+    sub.replays = after !== undefined;
     return sub;
   }
 
@@ -204,6 +211,10 @@ export class StreamHub {
   async catchUp(sub: Subscription): Promise<void> {
     if (sub.live) return;
     try {
+      if (!sub.replays) {
+        await this.startFromHead(sub);
+        return this.goLive(sub);
+      }
       for (;;) {
         const page = await readLog(this.db, {
           after: decodeCursor(sub.last),
@@ -219,14 +230,29 @@ export class StreamHub {
         }
         if (page.length < this.opts.batchSize) break;
       }
-      // In one turn of the event loop: flush what the tail dispatched meanwhile, then go live.
-      for (const e of sub.buffer) if (!sub.closed) this.send(sub, e);
-      sub.buffer = [];
-      sub.live = true;
+      this.goLive(sub);
     } catch (err) {
       this.drop(sub, 'the replay failed; resume with the last cursor');
       throw err;
     }
+  }
+
+  /**
+   * Without a cursor: moves the subscription's start to the head of the log (see open). A
+   * transport that tells the client where its stream starts calls this first, then catchUp().
+   */
+  async startFromHead(sub: Subscription): Promise<void> {
+    if (!sub.fromNow) return;
+    const { head } = await readHead(this.db);
+    if (head && cursorOf(head) > sub.last) sub.last = cursorOf(head);
+    sub.fromNow = false;
+  }
+
+  /** In one turn of the event loop: flush what the tail dispatched meanwhile (nothing at or before `last`), then go live. */
+  private goLive(sub: Subscription) {
+    for (const e of sub.buffer) if (!sub.closed) this.send(sub, e);
+    sub.buffer = [];
+    sub.live = true;
   }
 
   unsubscribe(sub: Subscription) {

@@ -126,6 +126,12 @@ export function attachSocketServer(
           after,
         );
         data.subs.set(name, sub);
+        // The ack's cursor is where the stream starts: without after, the head of the log now.
+        await hub.startFromHead(sub).catch((err) => {
+          hub.unsubscribe(sub);
+          data.subs.delete(name);
+          throw err;
+        });
         // The ack goes first; the replay (with after) and then the live events follow it in order.
         ack({ ok: true, topic: name, cursor: sub.last });
         await hub.catchUp(sub).catch((err) => app.log.warn({ err, topic: name }, 'replay failed; socket closed'));
