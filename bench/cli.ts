@@ -106,7 +106,7 @@ async function main(): Promise<BenchResult> {
         progress.step(`e2e: ${scale.e2eRate} events/s`, 100);
         const fixed = await fixedRate(f, audience, { perSec: scale.e2eRate, seconds: scale.seconds, onTick: tick });
         progress.step('e2e: delivery rate held', 1, '');
-        const held = await heldRate(audience, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
+        const held = await heldRate(audience, scale.ladder, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
         closeAudience(audience);
         progress.log(
           `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
@@ -151,7 +151,7 @@ async function rawDeliveryRate(customers: string[]): Promise<number> {
     progress.step('ceiling: raw Socket.IO', scale.sockets + 1);
     const audience = await buildAudience(raw.baseUrl, customers, scale.sockets, (d) => progress.update(d));
     progress.step('ceiling: raw Socket.IO rate', 1);
-    const held = await heldRate(audience, scale.holdSeconds, rawEmitter(raw, customers, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
+    const held = await heldRate(audience, scale.ladder, scale.holdSeconds, rawEmitter(raw, customers, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
     closeAudience(audience);
     progress.log(`held rate, raw Socket.IO: ${JSON.stringify(held.steps)}`);
     return held.deliveriesPerSec;

@@ -6,9 +6,6 @@ import { openLoop } from './lib/open-loop.js';
 import { closeAll, connect, connectMany, Receipts } from './lib/sockets.js';
 import { latency, nowMs, sleep, type Latency } from './lib/stats.js';
 
-/** The delivery rates tried, in deliveries per second, until one is not held. */
-const LADDER = [5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000];
-
 export interface Audience {
   sockets: Socket[];
   receipts: Receipts;
@@ -85,10 +82,10 @@ export interface HeldRate {
  * The largest delivery rate held for `seconds`: every delivery arrives (99%), with p99 under
  * 500 ms, and the sender keeps its rate. `emit(eventsPerSec)` produces the events.
  */
-export async function heldRate(a: Audience, seconds: number, emit: (eventsPerSec: number) => Promise<number>, onStep?: (target: number) => void): Promise<HeldRate> {
+export async function heldRate(a: Audience, ladder: number[], seconds: number, emit: (eventsPerSec: number) => Promise<number>, onStep?: (target: number) => void): Promise<HeldRate> {
   const steps: HeldRate['steps'] = [];
   let best = 0;
-  for (const target of LADDER) {
+  for (const target of ladder) {
     onStep?.(target);
     a.receipts.reset(true);
     const sent = await emit(target / a.fanout).catch(() => -1);
