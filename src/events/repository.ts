@@ -60,24 +60,27 @@ export const toEvent = (r: EventSelection): Event => ({
   data: r.data,
 });
 
+/** An event as a row of the events table (data as given: the caller encodes it for its statement). */
+const eventRow = (e: NewEvent) => ({
+  id: e.id,
+  order_id: e.orderId,
+  customer_id: e.customerId,
+  seq: e.seq,
+  type: e.type,
+  stage: e.stage,
+  factory_id: e.factoryId,
+  actor: e.actor,
+  occurred_at: e.occurredAt,
+  data: e.data,
+});
+
 /** Appends events in one statement; they get their cursor from this transaction's id. */
 export async function insertEvents(tx: Transaction<DB>, events: NewEvent[]): Promise<Event[]> {
   if (!events.length) return [];
   const rows = await tx
     .insertInto('events')
     .values(
-      events.map((e) => ({
-        id: e.id,
-        order_id: e.orderId,
-        customer_id: e.customerId,
-        seq: e.seq,
-        type: e.type,
-        stage: e.stage,
-        factory_id: e.factoryId,
-        actor: e.actor,
-        occurred_at: e.occurredAt,
-        data: JSON.stringify(e.data),
-      })),
+      events.map((e) => ({ ...eventRow(e), data: JSON.stringify(e.data) })),
     )
     .returning(eventColumns)
     .execute();
@@ -125,18 +128,7 @@ const assignments = (columns: readonly string[]) => sql.join(columns.map((c) => 
  */
 export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], writes: OrderWrite[]): Promise<Event[]> {
   if (!events.length && !writes.length) return [];
-  const eventRows = events.map((e) => ({
-    id: e.id,
-    order_id: e.orderId,
-    customer_id: e.customerId,
-    seq: e.seq,
-    type: e.type,
-    stage: e.stage,
-    factory_id: e.factoryId,
-    actor: e.actor,
-    occurred_at: e.occurredAt,
-    data: e.data,
-  }));
+  const eventRows = events.map(eventRow);
   const orderRows = writes.map((w) => w.order);
   const stepRows = writes.flatMap((w) => w.steps);
   const { rows } = await sql<EventSelection>`
