@@ -307,7 +307,9 @@ describe.skipIf(skip)('faults under ingest load, on a Postgres of the test\'s ow
     console.log(`killed ${killed} backends in a transaction (${withXid} after their first write): ${JSON.stringify(ledger)}`);
     expect(killed).toBeGreaterThanOrEqual(8);
     expect(withXid).toBeGreaterThanOrEqual(1);
-    expect(ledger.statuses['503'] ?? 0).toBeGreaterThanOrEqual(1);
+    // A killed transaction is answered 503 (or its request lands again and counts once); never a 500.
+    // Whether a kill reaches a request still waiting for its answer is timing: a 503 is not required.
+    expect(Object.keys(ledger.statuses).filter((k) => !['200', '201', '503'].includes(k))).toEqual([]);
     for (const s of servers.filter((x) => live.includes(x))) expect((await fetch(`${s.baseUrl}/readyz`)).status).toBe(200);
   }, 60_000);
 
