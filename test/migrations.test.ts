@@ -124,18 +124,23 @@ describe('GET /readyz', () => {
     cleanups.pop();
   });
 
-  it('is 503 problem+json, naming the pending migrations, on an app whose database has none applied', async () => {
-    const empty = await emptyDatabase();
-    cleanups.push(() => empty.drop());
-    // The app must come up on an unmigrated database (a shared Postgres is migrated as a
-    // deployment step), so that readiness can say why it is not ready.
-    const app = await buildApp({ config: config(), database: empty.database, logger: false });
+  /** The app on a database not fully migrated: its readiness is a 503 problem with Retry-After. */
+  async function notReadyOn(database: Parameters<typeof buildApp>[0]['database']) {
+    const app = await buildApp({ config: config(), database, logger: false });
     cleanups.push(() => app.close());
     const r = await app.inject({ method: 'GET', url: '/readyz' });
     expect(r.statusCode, r.body).toBe(503);
     expect(r.headers['content-type']).toContain('application/problem+json');
     expect(r.headers['retry-after']).toBeDefined();
-    const body = r.json();
+    return { app, body: r.json() };
+  }
+
+  it('is 503 problem+json, naming the pending migrations, on an app whose database has none applied', async () => {
+    const empty = await emptyDatabase();
+    cleanups.push(() => empty.drop());
+    // The app must come up on an unmigrated database (a shared Postgres is migrated as a
+    // deployment step), so that readiness can say why it is not ready.
+    const { app, body } = await notReadyOn(empty.database);
     expect(body.status).toBe(503);
     expect(body.detail).toContain(ALL[0]!);
     expect(body.detail).toContain(ALL.at(-1)!);
@@ -157,14 +162,9 @@ describe('GET /readyz', () => {
     expect(error).toBeUndefined();
     expect(await pendingMigrations(db)).toEqual([latest]);
 
-    const app = await buildApp({ config: config(), database: empty.database, logger: false });
-    cleanups.push(() => app.close());
-    const r = await app.inject({ method: 'GET', url: '/readyz' });
-    expect(r.statusCode, r.body).toBe(503);
-    expect(r.headers['content-type']).toContain('application/problem+json');
-    expect(r.headers['retry-after']).toBeDefined();
-    expect(r.json()).toMatchObject({ status: 503, detail: expect.stringContaining(latest) });
-    expect(r.json().detail).not.toContain(previous);
+    const { app, body } = await notReadyOn(empty.database);
+    expect(body).toMatchObject({ status: 503, detail: expect.stringContaining(latest) });
+    expect(body.detail).not.toContain(previous);
 
     expect(await migrateToLatest(db)).toEqual([latest]);
     const after = await app.inject({ method: 'GET', url: '/readyz' });
