@@ -678,7 +678,13 @@ describe.skipIf(skipWithoutRealPostgres())('streams across instances: resume, or
 
     const want = await settle(() => s.events.length, () => feed(B, net.ops, 'all', s.start!), writer.written.map((e) => e.id));
     expect(streamProblems(s.label, s.events, want)).toEqual([]);
-    expect(want.length).toBe(writer.written.length);
+    // "Live from now" starts at the tail's safe horizon, which a busy cluster can hold just behind
+    // the five orders' `created` events: those may then be in the stream too. Nothing else may.
+    const written = new Set(writer.written.map((e) => e.id));
+    const orderIds = new Set(orders.map((o) => o.id));
+    const extra = want.filter((e) => !written.has(e.id));
+    expect(extra.filter((e) => !(e.type === 'created' && orderIds.has(e.orderId))).map(tag)).toEqual([]);
+    expect(want.length - extra.length).toBe(writer.written.length);
     console.log(
       `t4: ${before} events received on C before SIGKILL (writer had ${writtenAtKill} acknowledged), ` +
         `${s.events.length - before} after resuming on B; ${writer.written.length} written in all`,
