@@ -68,21 +68,21 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<StreamEve
 const routedTo = (factoryId: string) =>
   sql<SqlBool>`(e.factory_id = ${factoryId} or exists (select 1 from order_steps s where s.order_id = e.order_id and s.factory_id = ${factoryId}))`;
 
+/**
+ * Whether committed events wait above the horizon: the log's last event is at or above it. Asked
+ * as "the newest txid" (one step down the cursor index) because the planner cannot estimate the
+ * horizon and would answer `exists (... txid >= horizon)` with a scan of the whole log.
+ */
+const heldSql = sql<boolean>`coalesce((select txid from events order by txid desc limit 1) >= ${horizon}, false)`;
+
 /** The last position below the horizon (where a live stream starts), and whether events wait above it. */
 export async function readHead(db: Kysely<DB>): Promise<{ head: Position | undefined; heldBack: boolean }> {
   const { rows } = await sql<{ txid: string | null; pos: number | null; held: boolean }>`
-    select last.txid::text as txid, last.pos,
-           exists (select 1 from events where txid >= ${horizon}) as held
+    select last.txid::text as txid, last.pos, ${heldSql} as held
     from (select 1) one
     left join lateral (select txid, pos from events where txid < ${horizon} order by txid desc, pos desc limit 1) last on true`.execute(db);
   const r = rows[0]!;
   return { head: r.txid === null ? undefined : { txid: BigInt(r.txid), pos: BigInt(r.pos!) }, heldBack: r.held };
-}
-
-/** Whether committed events wait above the horizon (a running transaction holds them back). */
-export async function eventsHeldBack(db: Kysely<DB>): Promise<boolean> {
-  const { rows } = await sql<{ held: boolean }>`select exists (select 1 from events where txid >= ${horizon}) as held`.execute(db);
-  return rows[0]!.held;
 }
 
 export const positionOf = (e: StreamEvent): Position => decodeCursor(e.event.cursor)!;
