@@ -128,24 +128,35 @@ export class StreamHub {
 
   private async drain(): Promise<void> {
     if (!this.ready) return this.findHead();
+    let progressed = false;
+    let heldBack: boolean | undefined;
     for (;;) {
       const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize });
       for (const e of batch) this.dispatch(e);
       if (batch.length) {
         this.position = positionOf(batch.at(-1)!);
         this.read += batch.length;
+        progressed = true;
       }
+      heldBack = batch.heldBack;
       if (batch.length < this.opts.batchSize) break;
     }
     // Committed events may wait above the horizon behind a transaction still running (one that
     // will not notify, if it aborts or appends nothing): look again soon rather than at the poll.
-    if ((await readHead(this.db)).heldBack) this.scheduleRetry();
+    // The wait grows only while nothing moves, so a busy log is read again within milliseconds.
+    heldBack ??= (await readHead(this.db)).heldBack;
+    if (progressed) {
+      this.retryDelay = 0;
+      clearTimeout(this.retry); // a long wait scheduled while the log stood still
+      this.retry = undefined;
+    }
+    if (heldBack) this.scheduleRetry();
     else this.retryDelay = 0;
   }
 
   private scheduleRetry() {
     if (this.retry || this.stopped) return;
-    this.retryDelay = Math.min(1000, Math.max(10, this.retryDelay * 2));
+    this.retryDelay = Math.min(1000, Math.max(5, this.retryDelay * 2));
     this.retry = setTimeout(() => {
       this.retry = undefined;
       this.wake();

@@ -13,6 +13,13 @@ const horizon = sql`pg_snapshot_xmin(pg_current_snapshot())`;
 const after = (p: Position) => sql<SqlBool>`(e.txid, e.pos) > (${p.txid.toString()}::xid8, ${Number(p.pos)}::bigint)`;
 const upTo = (p: Position) => sql<SqlBool>`(e.txid, e.pos) <= (${p.txid.toString()}::xid8, ${Number(p.pos)}::bigint)`;
 
+/**
+ * Whether committed events wait above the horizon: the log's last event is at or above it. Asked
+ * as "the newest txid" (one step down the cursor index) because the planner cannot estimate the
+ * horizon and would answer `exists (... txid >= horizon)` with a scan of the whole log.
+ */
+const heldSql = sql<boolean>`coalesce((select txid from events order by txid desc limit 1) >= ${horizon}, false)`;
+
 export interface ReadOptions {
   after?: Position;
   upTo?: Position;
@@ -27,7 +34,10 @@ export interface ReadOptions {
   routing?: boolean;
 }
 
-export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<StreamEvent[]> {
+/** A page of the log, and whether committed events wait above the horizon (known when the page is not empty). */
+export type LogPage = StreamEvent[] & { heldBack?: boolean };
+
+export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<LogPage> {
   const t = o.topic;
   const p = o.principal;
   const rows = await db
@@ -49,6 +59,8 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<StreamEve
       o.routing === false
         ? sql<string[]>`'{}'::text[]`.as('factory_ids')
         : sql<string[]>`array(select distinct s.factory_id::text from order_steps s where s.order_id = e.order_id)`.as('factory_ids'),
+      // Evaluated once per query (it does not depend on the row): saves the tail a round trip.
+      heldSql.as('held'),
     ])
     .where(sql<SqlBool>`e.txid < ${horizon}`)
     .$if(o.after !== undefined, (q) => q.where(after(o.after!)))
@@ -62,18 +74,13 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<StreamEve
     .orderBy('e.pos')
     .limit(o.limit)
     .execute();
-  return rows.map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
+  const page: LogPage = rows.map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
+  if (rows.length) page.heldBack = rows[0]!.held;
+  return page;
 }
 
 const routedTo = (factoryId: string) =>
   sql<SqlBool>`(e.factory_id = ${factoryId} or exists (select 1 from order_steps s where s.order_id = e.order_id and s.factory_id = ${factoryId}))`;
-
-/**
- * Whether committed events wait above the horizon: the log's last event is at or above it. Asked
- * as "the newest txid" (one step down the cursor index) because the planner cannot estimate the
- * horizon and would answer `exists (... txid >= horizon)` with a scan of the whole log.
- */
-const heldSql = sql<boolean>`coalesce((select txid from events order by txid desc limit 1) >= ${horizon}, false)`;
 
 /** The last position below the horizon (where a live stream starts), and whether events wait above it. */
 export async function readHead(db: Kysely<DB>): Promise<{ head: Position | undefined; heldBack: boolean }> {
