@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { encodeCursor } from './cursor.js';
+import type { Fact } from '../ops/facts.js';
 import type { Event, EventType } from './schemas.js';
 
 export interface NewEvent {
@@ -121,13 +122,13 @@ const STEP_SET = ['status', 'progress', 'factory_id', 'started_at', 'completed_a
 const assignments = (columns: readonly string[]) => sql.join(columns.map((c) => sql`${sql.ref(c)} = v.${sql.ref(c)}`));
 
 /**
- * Appends events and writes back every order and step they changed, in one statement of the
- * caller's transaction: rows travel as JSON and are typed by the tables' own row types, so one
+ * Appends events and writes back every order and step they changed, with the KPI facts the
+ * changes make (ops/facts.ts), in one statement of the caller's transaction: rows travel as JSON and are typed by the tables' own row types, so one
  * round trip serves one event or five hundred. Events keep their given order (their pos follows
  * it), and get their cursor from this transaction's id.
  */
-export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], writes: OrderWrite[]): Promise<Event[]> {
-  if (!events.length && !writes.length) return [];
+export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], writes: OrderWrite[], facts: Fact[] = []): Promise<Event[]> {
+  if (!events.length && !writes.length && !facts.length) return [];
   const eventRows = events.map(eventRow);
   const orderRows = writes.map((w) => w.order);
   const stepRows = writes.flatMap((w) => w.steps);
@@ -143,6 +144,11 @@ export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], 
       from jsonb_populate_recordset(null::order_steps, ${JSON.stringify(stepRows)}::jsonb) v
       where s.order_id = v.order_id and s.position = v.position
       returning s.order_id),
+    facts_written as (
+      insert into kpi_facts (kind, key, day, n, hours, planned_hours, on_time)
+      select kind, key, day, coalesce(n, 1), hours, planned_hours, on_time
+      from jsonb_populate_recordset(null::kpi_facts, ${JSON.stringify(facts)}::jsonb)
+      returning id),
     appended as (
       insert into events (id, order_id, customer_id, seq, type, stage, factory_id, actor, occurred_at, data)
       select id, order_id, customer_id, seq, type, stage, factory_id, actor, occurred_at, data

@@ -7,7 +7,7 @@ import { releaseKeys, requestHash, type ClaimOutcome } from '../idempotency/stor
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
 import { changedSteps, cloneState, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
-import { countedOf, orderFacts, recordFacts, type Fact } from '../ops/facts.js';
+import { countedOf, orderFacts, type Fact } from '../ops/facts.js';
 import { maySee } from '../orders/service.js';
 import { claimAndLoad, claimName, type ScopedClaim } from './claim-and-load.js';
 import { appendAndProject, eventsById, type NewEvent, type OrderWrite } from './repository.js';
@@ -201,12 +201,11 @@ export async function appendItems(db: Kysely<DB>, items: AppendItem[], observer?
       const after = { status: state.status, currentStages: derived.currentStages, country: row.customer_country };
       facts.push(...orderFacts({ counted: countedOf(row), state: before }, { counted: after, state }));
     }
-    // The events, the orders' projections and their steps: one statement, one round trip.
-    const inserted = await appendAndProject(tx, events, writes);
+    // The events, the orders' projections, their steps and KPI facts: one statement, one round trip.
+    const inserted = await appendAndProject(tx, events, writes, facts);
     const byId = new Map(inserted.map((e) => [e.id, e]));
     let k = 0;
     for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
-    await recordFacts(tx, facts);
     for (const [scope, keys] of failedKeys) await releaseKeys(tx, scope, keys);
 
     const replayed = await eventsById(tx, [...replays.values()]);
