@@ -132,17 +132,19 @@ export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], 
   const eventRows = events.map(eventRow);
   const orderRows = writes.map((w) => w.order);
   const stepRows = writes.flatMap((w) => w.steps);
+  // The `= any(ids)` conditions repeat the joins' keys as arrays the planner can count: without
+  // them it guesses 100 rows from the JSON and hash-joins a sequential scan of the whole table.
   const { rows } = await sql<EventSelection>`
     with
     orders_written as (
       update orders o set ${assignments(ORDER_SET)}, at_risk_alerted = coalesce(v.at_risk_alerted, o.at_risk_alerted)
       from jsonb_populate_recordset(null::orders, ${JSON.stringify(orderRows)}::jsonb) v
-      where o.id = v.id
+      where o.id = v.id and o.id = any(${orderRows.map((o) => o.id)}::uuid[])
       returning o.id),
     steps_written as (
       update order_steps s set ${assignments(STEP_SET)}
       from jsonb_populate_recordset(null::order_steps, ${JSON.stringify(stepRows)}::jsonb) v
-      where s.order_id = v.order_id and s.position = v.position
+      where s.order_id = v.order_id and s.position = v.position and s.order_id = any(${[...new Set(stepRows.map((r) => r.order_id as string))]}::uuid[])
       returning s.order_id),
     facts_written as (
       insert into kpi_facts (kind, key, day, n, hours, planned_hours, on_time)
