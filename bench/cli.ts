@@ -1,6 +1,9 @@
 // npm run bench [-- --quick] [--out FILE]: every figure of issue #6 next to its ceiling, measured
 // in the same run on this machine, with the built service in processes of its own.
 import { writeFileSync } from 'node:fs';
+import { sql, type Kysely } from 'kysely';
+import { openDatabase } from '../src/db/database.js';
+import type { DB } from '../src/db/schema.js';
 import { pgIngestCeiling } from './ceilings/pg-ingest.js';
 import { startRawSocketIo } from './ceilings/raw-socketio.js';
 import { buildAudience, closeAudience, fixedRate, heldRate, rawEmitter, serviceEmitter } from './e2e.js';
@@ -35,9 +38,9 @@ const started = Date.now();
 const port = freePort();
 const http = Http.open(`http://127.0.0.1:${port}`, 64);
 
-/** Runs `fn` with a fresh service process on the bench database, stopped afterwards. */
-async function withService<T>(fn: (s: ServiceProcess) => Promise<T>): Promise<T> {
-  service = await startService({ DATABASE_URL: bench!.url, DATABASE_POOL_SIZE: '16' }, port, options!.profileDir);
+/** Runs `fn` with a fresh service process on the bench database (or as `env` says), stopped afterwards. */
+async function withService<T>(fn: (s: ServiceProcess) => Promise<T>, env: Record<string, string> = {}): Promise<T> {
+  service = await startService({ DATABASE_URL: bench!.url, DATABASE_POOL_SIZE: '16', ...env }, port, options!.profileDir);
   try {
     return await fn(service);
   } finally {
@@ -47,6 +50,15 @@ async function withService<T>(fn: (s: ServiceProcess) => Promise<T>): Promise<T>
 }
 
 const has = (m: Measurement) => options!.only.has(m);
+
+/** The queries figure on the world in `db`, asked through the service by the fixtures' ops client. */
+function queriesWithProgress(db: Kysely<DB>, ops: Http) {
+  progress.step('queries on the world', 1);
+  return queries(db, ops, scale.queryRuns, (d, t) => {
+    if (d === 1) progress.step('queries on the world', t);
+    progress.update(d);
+  });
+}
 const tick = (f: number) => progress.update(Math.round(f * 100));
 
 async function main(): Promise<BenchResult> {
@@ -56,7 +68,7 @@ async function main(): Promise<BenchResult> {
   const db = bench.database.db;
   const result = emptyResult(describeMachine(bench.version), scale);
 
-  if (has('queries')) {
+  if (has('queries') && !options!.worldUrl) {
     let phase = '';
     const world = await loadWorld(db, scale.worldSize, options!.seed, (p, done, total) => {
       if (p !== phase) progress.step(`world ${scale.worldSize}: ${(phase = p)}`, total);
@@ -91,15 +103,24 @@ async function main(): Promise<BenchResult> {
     };
   }
 
-  if (has('queries') || has('e2e') || has('resume')) {
+  if (has('queries') && options!.worldUrl) {
+    // The world of --world-url, with a service of its own on it.
+    const world = await openDatabase({ url: options!.worldUrl, poolSize: 2, statementTimeoutMs: 600_000 });
+    try {
+      const { rows } = await sql<{ orders: number; customers: number; factories: number }>`
+        select (select count(*)::int from orders) as orders, (select count(*)::int from customers) as customers,
+               (select count(*)::int from factories) as factories`.execute(world.db);
+      result.scale.world = { ...rows[0]! };
+      result.scale.worldSize = 'loaded';
+      result.queries = await withService(() => queriesWithProgress(world.db, f.ops), { DATABASE_URL: options!.worldUrl! });
+    } finally {
+      await world.close();
+    }
+  }
+
+  if ((has('queries') && !options!.worldUrl) || has('e2e') || has('resume')) {
     await withService(async (s) => {
-      if (has('queries')) {
-        progress.step('queries on the world', 1);
-        result.queries = await queries(db, f.ops, scale.queryRuns, (d, t) => {
-          if (d === 1) progress.step('queries on the world', t);
-          progress.update(d);
-        });
-      }
+      if (has('queries') && !options!.worldUrl) result.queries = await queriesWithProgress(db, f.ops);
       if (has('e2e')) {
         progress.step(`e2e: ${scale.sockets} sockets`, scale.sockets + 1);
         const audience = await buildAudience(s.baseUrl, f.customers, scale.sockets, (d) => progress.update(d));

@@ -38,13 +38,20 @@ export interface Options {
   only: Set<Measurement>;
   /** Where the service processes write their --cpu-prof profiles, if anywhere. */
   profileDir?: string;
+  /**
+   * An already loaded world (`npm run world`) for the queries figure: read only, never dropped.
+   * A full-size world takes the better part of an hour to load; this measures it as often as needed.
+   */
+  worldUrl?: string;
 }
 
 export const MEASUREMENTS = ['queries', 'ingest', 'e2e', 'resume', 'memory', 'startup'] as const;
 export type Measurement = (typeof MEASUREMENTS)[number];
 
 const HELP = `npm run bench -- [--quick] [--out FILE] [--world-size tiny|small|medium|full] [--seed N] [--skip-startup]
-                      [--only queries,ingest,e2e,resume,memory,startup] [--profile DIR]
+                      [--only queries,ingest,e2e,resume,memory,startup] [--profile DIR] [--world-url URL]
+
+--world-url URL  measure the queries on a world already loaded there (npm run world), read only
 
 Runs every benchmark against a real Postgres (DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres)
 in a database of its own (created and dropped), with the built service as separate processes.`;
@@ -60,6 +67,7 @@ export function parseOptions(argv: string[]): Options | undefined {
       'skip-startup': { type: 'boolean', default: false },
       only: { type: 'string' },
       profile: { type: 'string' },
+      'world-url': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -82,6 +90,7 @@ export function parseOptions(argv: string[]): Options | undefined {
     scale,
     only,
     profileDir: values.profile,
+    worldUrl: values['world-url'],
     out: values.out,
     databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
     seed,
