@@ -73,8 +73,11 @@ export async function copyWriter(pool: pg.Pool): Promise<WorldWriter> {
   const client = await pool.connect();
   // A generated world can be made again: no need to wait for each chunk's WAL flush.
   await client.query('set synchronous_commit = off');
-  // Rebuilding the indexes of 70 million events takes minutes: no statement timeout on this connection.
+  // Rebuilding the indexes of 70 million events takes minutes: no statement timeout on this
+  // connection. Nor an idle-in-transaction one: the transaction waits while the generator makes
+  // the next chunk, which on a busy machine outlasted the pool's 15 s and lost a 30-minute load.
   await client.query('set statement_timeout = 0');
+  await client.query('set idle_in_transaction_session_timeout = 0');
   const empty = (await client.query('select not exists (select 1 from events) and not exists (select 1 from orders) as empty'))
     .rows[0].empty as boolean;
   let indexes: Array<{ name: string; def: string }> = [];
