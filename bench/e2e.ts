@@ -102,13 +102,15 @@ export async function heldRate(a: Audience, ladder: number[], seconds: number, e
   return { deliveriesPerSec: Math.round(best), steps };
 }
 
-/** The service's events for heldRate: batches of up to 100 notes, one factory after another. */
-export function serviceEmitter(f: Fixtures, seconds: number) {
+/** The service's events for heldRate: batches of up to 100 notes on orders of the given customers, one factory after another. */
+export function serviceEmitter(f: Fixtures, seconds: number, customers: string[]) {
+  const wanted = new Set(customers);
+  const sources = f.factories.map((factory) => ({ factory, orders: factory.orders.filter((o) => wanted.has(o.customerId)) })).filter((x) => x.orders.length);
   let k = 0;
   return async (eventsPerSec: number) => {
     const r = await openLoop({ perSec: eventsPerSec, seconds, unit: 100, tickMs: 20, maxInFlight: 32 }, async (n) => {
-      const factory = f.factories[k++ % f.factories.length]!;
-      await postBatch(factory, batchOf(factory.orders, k * 7, n, () => String(nowMs())));
+      const { factory, orders } = sources[k++ % sources.length]!;
+      await postBatch(factory, batchOf(orders, k * 7, n, () => String(nowMs())));
     });
     return r.behind ? -1 : r.sent;
   };

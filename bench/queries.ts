@@ -7,6 +7,8 @@ import { latency } from './lib/stats.js';
 export interface QueryFigure {
   p50Ms: number;
   p99Ms: number;
+  /** The worst of the runs. */
+  maxMs: number;
 }
 
 /** How many pages deep the "later page" of the late list is read. */
@@ -47,7 +49,7 @@ export async function queries(db: Kysely<DB>, ops: Http, runs: number, onProgres
       onProgress?.(++done, runs * names.length);
     }
     const l = latency(samples);
-    out[name] = { p50Ms: l.p50Ms, p99Ms: l.p99Ms };
+    out[name] = { p50Ms: l.p50Ms, p99Ms: l.p99Ms, maxMs: l.maxMs };
   }
   return out;
 }

@@ -11,7 +11,7 @@ export interface BenchResult {
   e2e: { p50Ms: number; p99Ms: number; maxMs: number; heldDeliveriesPerSec: number; ceilingDeliveriesPerSec: number; ratio: number } | null;
   resume: { events: number; ms: number } | null;
   memory: { bytesPerSocket: number; ceilingBytesPerSocket: number } | null;
-  queries: Record<string, { p50Ms: number; p99Ms: number }> | null;
+  queries: Record<string, { p50Ms: number; p99Ms: number; maxMs?: number }> | null;
   startup: { embeddedMs: number | null; postgresMs: number } | null;
   machine: Machine;
   scale: Scale & { world: Record<string, number> };
@@ -60,7 +60,7 @@ export function table(r: BenchResult): string {
   const m = r.memory;
   if (m) rows.push(['memory bytes/socket', n(m.bytesPerSocket), n(m.ceilingBytesPerSocket), n(Math.round((m.bytesPerSocket / m.ceilingBytesPerSocket) * 100) / 100), TARGETS.memory]);
   for (const [name, q] of Object.entries(r.queries ?? {})) {
-    rows.push([`queries.${name} p50 / p99 ms`, `${n(q.p50Ms)} / ${n(q.p99Ms)}`, '', '', /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists]);
+    rows.push([`queries.${name} p50 / p99 / max ms`, `${n(q.p50Ms)} / ${n(q.p99Ms)} / ${n(q.maxMs ?? NaN)}`, '', '', /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists]);
   }
   if (r.startup) rows.push(['startup embedded / real ms', `${n(r.startup.embeddedMs)} / ${n(r.startup.postgresMs)}`, '', '', TARGETS.startup]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
