@@ -15,7 +15,16 @@ export interface Sink {
   deliver(e: StreamedEvent): boolean;
   /** Ends the subscription for the given reason (slow consumer, shutdown). */
   close(reason: string): void;
+  /**
+   * For sinks that can share one encoding of an event with the other subscribers of its topic
+   * (sockets): whether this consumer can take one more (false: too slow), and its address for
+   * the hub's broadcaster. Live events then go out once per topic, not once per subscriber.
+   */
+  shared?: { id: string; ready(): boolean };
 }
+
+/** Sends one event to many shared sinks at once (Socket.IO: encoded once, written to each socket). */
+export type Broadcaster = (ids: string[], e: StreamedEvent) => void;
 
 export interface HubOptions {
   /** The safety-net poll, for a lost notification (ms). */
@@ -64,6 +73,9 @@ export class StreamHub {
   /** Events read by the tail since start, for metrics and benchmarks. */
   delivered = 0;
   read = 0;
+
+  /** Set by a transport whose sinks are `shared` (the socket server). */
+  broadcast: Broadcaster | undefined;
 
   constructor(
     private readonly db: Kysely<DB>,
@@ -170,18 +182,28 @@ export class StreamHub {
     for (const key of keys) {
       const subs = this.byTopic.get(key);
       if (!subs) continue;
-      for (const sub of subs) this.offer(sub, e);
+      const together: string[] = [];
+      for (const sub of subs) this.offer(sub, e, together);
+      // Every subscriber of one topic gets the same message: encode it once for all of them.
+      if (together.length) this.broadcast!(together, { ...e.event, topic: key });
     }
   }
 
-  private offer(sub: Subscription, e: StreamEvent) {
+  /** Hands `e` to `sub`; a live shared sink is collected into `together` instead of sent. */
+  private offer(sub: Subscription, e: StreamEvent, together: string[]) {
     if (sub.closed || !visibleTo(sub.principal, e) || !inTopic(sub.topic, e)) return;
     if (!sub.live) {
       sub.buffer.push(e);
       if (sub.buffer.length > this.opts.maxReplayBuffer) this.drop(sub, 'slow consumer: too far behind while catching up; resume with the last cursor');
       return;
     }
-    this.send(sub, e);
+    const shared = sub.sink.shared;
+    if (!shared || !this.broadcast) return this.send(sub, e);
+    if (e.event.cursor <= sub.last) return;
+    if (!shared.ready()) return this.drop(sub, 'slow consumer: the client is not reading; resume with the last cursor');
+    sub.last = e.event.cursor;
+    this.delivered++;
+    together.push(shared.id);
   }
 
   private send(sub: Subscription, e: StreamEvent) {

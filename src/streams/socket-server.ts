@@ -67,6 +67,9 @@ export function attachSocketServer(
     raw.request = null;
   });
   const nsp = io.of('/v1');
+  // Live events go out once per topic: Socket.IO encodes the message once and writes it to each
+  // socket (every socket is in the room of its own id).
+  hub.broadcast = (ids, e) => nsp.to(ids).emit('event', e);
 
   nsp.use(async (socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
@@ -121,6 +124,7 @@ export function attachSocketServer(
               socket.emit('event', e);
               return true;
             },
+            shared: { id: socket.id, ready: () => socket.disconnected || guard.ok(queuedBytes(socket)) },
             close,
           },
           after,
