@@ -14,6 +14,8 @@ export interface Database {
   readonly db: Kysely<DB>;
   /** The raw pool (real Postgres only): the stream tailer needs a dedicated LISTEN connection. */
   readonly pool?: pg.Pool;
+  /** Connections in pipeline mode for the append path (real Postgres only): see db/flight.ts. */
+  readonly pipelinePool?: pg.Pool;
   /** The connection string (real Postgres only), for connections outside the pool. */
   readonly url?: string;
   /** The PGlite instance (embedded only). */
@@ -49,28 +51,43 @@ const brief = (err: Error & { code?: string }) => ({ reason: err.message, code: 
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if ('url' in options) {
-    const pool = new pg.Pool({
-      connectionString: options.url,
-      max: options.poolSize ?? 10,
-      // While the database is down or saturated, a request waits at most this long for a
-      // connection, then fails as a 503: no request hangs on an outage.
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
-      // A stuck statement or an abandoned transaction must not hold rows or the stream tail back.
-      statement_timeout: options.statementTimeoutMs ?? 15_000,
-      idle_in_transaction_session_timeout: 15_000,
-      types: pgTypes,
-    });
-    // An idle client that loses its server emits 'error' on the pool; without a listener it crashes.
-    // (pg attaches the client to the error: log the error's own fields, not the whole client.)
-    pool.on('error', (err) => options.logger?.warn(brief(err), 'idle database connection lost'));
-    // A client checked out of the pool has no 'error' listener of the pool's, so a connection lost
-    // while Kysely holds it (a backend terminated, the server restarting) would be an uncaught
-    // error that ends the process. Its query fails all the same (a 503), and the pool drops it.
-    pool.on('connect', (client) =>
-      client.on('error', (err) => options.logger?.warn(brief(err), 'database connection lost while in use')),
-    );
+    const makePool = (pipeline: boolean) => {
+      const pool = new pg.Pool({
+        connectionString: options.url,
+        max: options.poolSize ?? 10,
+        // While the database is down or saturated, a request waits at most this long for a
+        // connection, then fails as a 503: no request hangs on an outage.
+        connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
+        // A stuck statement or an abandoned transaction must not hold rows or the stream tail back.
+        statement_timeout: options.statementTimeoutMs ?? 15_000,
+        idle_in_transaction_session_timeout: 15_000,
+        types: pgTypes,
+        pipeline,
+      });
+      // An idle client that loses its server emits 'error' on the pool; without a listener it crashes.
+      // (pg attaches the client to the error: log the error's own fields, not the whole client.)
+      pool.on('error', (err) => options.logger?.warn(brief(err), 'idle database connection lost'));
+      // A client checked out of the pool has no 'error' listener of the pool's, so a connection lost
+      // while Kysely holds it (a backend terminated, the server restarting) would be an uncaught
+      // error that ends the process. Its query fails all the same (a 503), and the pool drops it.
+      pool.on('connect', (client) =>
+        client.on('error', (err) => options.logger?.warn(brief(err), 'database connection lost while in use')),
+      );
+      return pool;
+    };
+    const pool = makePool(false);
+    // Connections open only when the append path first asks for one.
+    const pipelinePool = makePool(true);
+    let closing: Promise<void> | undefined;
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: queryLog(options.logger) });
-    return { kind: 'postgres', db, pool, url: options.url, close: () => db.destroy() };
+    return {
+      kind: 'postgres',
+      db,
+      pool,
+      pipelinePool,
+      url: options.url,
+      close: () => (closing ??= Promise.all([db.destroy(), pipelinePool.end()]).then(() => undefined)),
+    };
   }
   let pglite: PGlite;
   if ('pglite' in options) {

@@ -1,6 +1,4 @@
-import type { Kysely } from 'kysely';
-import type { DB } from '../db/schema.js';
-import { appendItems, type AppendItem, type AppendObserver, type AppendResult } from './service.js';
+import { appendItems, type AppendItem, type AppendObserver, type AppendResult, type Writer } from './service.js';
 
 interface Waiting {
   item: AppendItem;
@@ -21,7 +19,7 @@ export class AppendQueue {
   private inFlight = 0;
 
   constructor(
-    private readonly db: Kysely<DB>,
+    private readonly writer: Writer,
     private readonly observer: AppendObserver | undefined,
     /** Transactions of grouped updates in flight at once. */
     private readonly concurrency = 2,
@@ -41,7 +39,7 @@ export class AppendQueue {
       const group = this.waiting.splice(0, this.maxGroup);
       this.inFlight++;
       appendItems(
-        this.db,
+        this.writer,
         group.map((w) => w.item),
         this.observer,
       )

@@ -1,6 +1,6 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type CompiledQuery, type Kysely } from 'kysely';
 import type { DB, OrderRow } from '../db/schema.js';
-import { settleClaims, type Claim, type ClaimOutcome } from '../idempotency/store.js';
+import { claimOutcomes, lostClaimsQuery, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { stepsJson, toLoaded, type StepJson } from '../orders/repository.js';
 
@@ -24,16 +24,17 @@ const byScopeAndKey = (a: ScopedClaim, b: ScopedClaim) => {
 
 /**
  * The idempotency claims (see claimKeys) and the orders with their steps, in one statement: an
- * append is a chain of round trips and this saves one. Call it once the orders' locks are held:
+ * append is a chain of round trips and this saves one. Run it once the orders' locks are held:
  * the statement's snapshot is taken after them, so it reads what the previous writer committed.
  * Claims are inserted in one sorted order, so two writers sharing keys cannot deadlock. Orders are
  * read whatever the claims give; the caller ignores those whose request is a replay.
+ * Read its rows with claimedAndLoaded.
  */
-export async function claimAndLoad(tx: Transaction<DB>, claims: ScopedClaim[], orderIds: string[]): Promise<ClaimedAndLoaded> {
+export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderIds: string[]): CompiledQuery {
   const sorted = [...claims].sort(byScopeAndKey);
   const keys = JSON.stringify(sorted.map((c) => ({ scope: c.scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })));
   const ids = [...new Set(orderIds)];
-  const { rows } = await sql<OrderRow & { steps_json: StepJson[] | null; won: Array<{ scope: string; key: string }> }>`
+  return sql`
     with claimed as (
       insert into idempotency_keys (scope, key, request_hash, resource_id)
       select k.scope, k.key, k.request_hash, k.resource_id
@@ -44,14 +45,36 @@ export async function claimAndLoad(tx: Transaction<DB>, claims: ScopedClaim[], o
       returning scope, key)
     select o.*, ${stepsJson} as steps_json, (select coalesce(json_agg(claimed), '[]') from claimed) as won
     from (select 1) as one
-    left join orders o on o.id = any(${ids}::uuid[])`.execute(tx);
+    left join orders o on o.id = any(${ids}::uuid[])`.compile(db);
+}
+
+type Row = OrderRow & { steps_json: StepJson[] | null; won: Array<{ scope: string; key: string }> };
+
+/**
+ * The claims' outcomes and the orders, from claimAndLoadQuery's rows. Keys this transaction did
+ * not win are replays or mismatches: their first claims are read back per caller (rare: retries),
+ * with `run` (one more round trip, only then).
+ */
+export async function claimedAndLoaded(
+  db: Kysely<DB>,
+  rawRows: Array<Record<string, unknown>>,
+  claims: ScopedClaim[],
+  run: (queries: CompiledQuery[]) => Promise<Array<Array<Record<string, unknown>>>>,
+): Promise<ClaimedAndLoaded> {
+  const rows = rawRows as unknown as Row[];
+  const sorted = [...claims].sort(byScopeAndKey);
   const won = new Set((rows[0]?.won ?? []).map((w) => claimName(w.scope, w.key)));
-  const outcomes = new Map<string, ClaimOutcome>();
-  // Keys this transaction did not win are replays or mismatches: read back per caller (rare: retries).
-  for (const scope of new Set(sorted.map((c) => c.scope))) {
+  const scopes = [...new Set(sorted.map((c) => c.scope))].map((scope) => {
     const mine = sorted.filter((c) => c.scope === scope);
-    const settled = await settleClaims(tx, scope, mine, new Set(mine.filter((c) => won.has(claimName(scope, c.key))).map((c) => c.key)));
-    for (const [key, outcome] of settled) outcomes.set(claimName(scope, key), outcome);
+    const wonHere = new Set(mine.filter((c) => won.has(claimName(scope, c.key))).map((c) => c.key));
+    return { scope, mine, wonHere, query: lostClaimsQuery(db, scope, mine, wonHere) };
+  });
+  const asked = scopes.filter((s) => s.query);
+  const answers = asked.length ? await run(asked.map((s) => s.query!)) : [];
+  const outcomes = new Map<string, ClaimOutcome>();
+  for (const s of scopes) {
+    const existing = s.query ? answers[asked.indexOf(s)]! : [];
+    for (const [key, outcome] of claimOutcomes(s.mine, s.wonHere, existing as Parameters<typeof claimOutcomes>[2])) outcomes.set(claimName(s.scope, key), outcome);
   }
   const found = rows.filter((r) => r.id !== null) as Array<OrderRow & { steps_json: StepJson[] }>;
   return { outcomes, orders: toLoaded(found) };

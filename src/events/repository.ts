@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { encodeCursor } from './cursor.js';
 import type { Fact } from '../ops/facts.js';
@@ -88,11 +88,13 @@ export async function insertEvents(tx: Transaction<DB>, events: NewEvent[]): Pro
   return rows.map(toEvent);
 }
 
-export async function eventsById(db: Kysely<DB>, ids: string[]): Promise<Map<string, Event>> {
-  if (!ids.length) return new Map();
-  const rows = await db.selectFrom('events').select(eventColumns).where('id', 'in', ids).execute();
-  return new Map(rows.map((r) => [r.id, toEvent(r)]));
+/** Events by id, for a pipelined transaction; none for no ids. Read its rows with eventsOf. */
+export function eventsByIdQuery(db: Kysely<DB>, ids: string[]): CompiledQuery | undefined {
+  return ids.length ? db.selectFrom('events').select(eventColumns).where('id', 'in', ids).compile() : undefined;
 }
+
+/** Events of eventsByIdQuery's (or appendAndProjectQuery's) rows. */
+export const eventsOf = (rows: Array<Record<string, unknown>>): Event[] => (rows as unknown as EventSelection[]).map(toEvent);
 
 /** An order's events after a seq, in seq order. */
 export async function eventsOfOrder(db: Kysely<DB>, orderId: string, afterSeq: number, limit: number): Promise<Event[]> {
@@ -123,18 +125,19 @@ const assignments = (columns: readonly string[]) => sql.join(columns.map((c) => 
 
 /**
  * Appends events and writes back every order and step they changed, with the KPI facts the
- * changes make (ops/facts.ts), in one statement of the caller's transaction: rows travel as JSON and are typed by the tables' own row types, so one
- * round trip serves one event or five hundred. Events keep their given order (their pos follows
- * it), and get their cursor from this transaction's id.
+ * changes make (ops/facts.ts), in one statement of the caller's transaction: rows travel as JSON
+ * and are typed by the tables' own row types, so one round trip serves one event or five hundred.
+ * Events keep their given order (their pos follows it), and get their cursor from this
+ * transaction's id. Its rows are the events (eventsOf); no statement when nothing is written.
  */
-export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], writes: OrderWrite[], facts: Fact[] = []): Promise<Event[]> {
-  if (!events.length && !writes.length && !facts.length) return [];
+export function appendAndProjectQuery(db: Kysely<DB>, events: NewEvent[], writes: OrderWrite[], facts: Fact[] = []): CompiledQuery | undefined {
+  if (!events.length && !writes.length && !facts.length) return undefined;
   const eventRows = events.map(eventRow);
   const orderRows = writes.map((w) => w.order);
   const stepRows = writes.flatMap((w) => w.steps);
   // The `= any(ids)` conditions repeat the joins' keys as arrays the planner can count: without
   // them it guesses 100 rows from the JSON and hash-joins a sequential scan of the whole table.
-  const { rows } = await sql<EventSelection>`
+  return sql`
     with
     orders_written as (
       update orders o set ${assignments(ORDER_SET)}, at_risk_alerted = coalesce(v.at_risk_alerted, o.at_risk_alerted)
@@ -157,6 +160,5 @@ export async function appendAndProject(tx: Transaction<DB>, events: NewEvent[], 
       from jsonb_populate_recordset(null::events, ${JSON.stringify(eventRows)}::jsonb) with ordinality as e
       order by e.ordinality
       returning id, order_id, seq, type, stage, factory_id, actor, occurred_at, recorded_at, data, txid::text as txid, pos)
-    select * from appended`.execute(tx);
-  return rows.map(toEvent);
+    select * from appended`.compile(db);
 }

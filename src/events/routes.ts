@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { writeTransactions } from '../db/flight.js';
 import { forbidden, ProblemError, validationProblem } from '../http/problems.js';
 import { idParams, problemSchema } from '../http/schemas.js';
 import { getOrder } from '../orders/service.js';
@@ -15,6 +16,7 @@ const idempotencyHeaders = z.looseObject({
 
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const db = app.database.db;
+  const writer = { db, transaction: writeTransactions(app.database) };
   const { eventsAccepted, eventsRejected, eventsReplayed } = app.metrics;
   const observer: AppendObserver = {
     accepted: (type) => {
@@ -25,7 +27,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     replayed: () => eventsReplayed.inc(),
   };
   // Single updates that arrive together are written together (group commit; see AppendQueue).
-  const singles = new AppendQueue(db, observer);
+  const singles = new AppendQueue(writer, observer);
 
   app.post(
     '/v1/orders/:id/events',
@@ -82,7 +84,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         const { orderId, idempotencyKey: key, ...body } = envelope.data;
         requests.push({ orderId, idempotencyKey: key, body, path });
       });
-      const appended = await appendEvents(db, req.principal!, requests, observer);
+      const appended = await appendEvents(writer, req.principal!, requests, observer);
       let next = 0;
       const results = req.body.events.map((_, i) => {
         const bad = early.get(i);

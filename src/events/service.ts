@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { principalId, type Principal } from '../auth/principal.js';
+import type { WriteTransaction } from '../db/flight.js';
 import type { DB, OrderRow } from '../db/schema.js';
 import { forbidden, idempotencyMismatch, problem, ProblemError, validationProblem, type Problem } from '../http/problems.js';
-import { releaseKeys, requestHash, type ClaimOutcome } from '../idempotency/store.js';
+import { releaseKeysQuery, requestHash, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { derive } from '../orders/projection.js';
-import { changedSteps, cloneState, lockOrdersForWrite, orderColumns } from '../orders/repository.js';
+import { changedSteps, cloneState, lockOrdersQuery, orderColumns } from '../orders/repository.js';
 import { countedOf, orderFacts, type Fact } from '../ops/facts.js';
 import { maySee } from '../orders/service.js';
-import { claimAndLoad, claimName, type ScopedClaim } from './claim-and-load.js';
-import { appendAndProject, eventsById, type NewEvent, type OrderWrite } from './repository.js';
+import { claimAndLoadQuery, claimedAndLoaded, claimName, type ClaimedAndLoaded, type ScopedClaim } from './claim-and-load.js';
+import { appendAndProjectQuery, eventsByIdQuery, eventsOf, type NewEvent, type OrderWrite } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
 import { eventInputSchema, type Event, type EventInput } from './schemas.js';
 
@@ -70,6 +71,12 @@ function checkOwnership(p: Principal, state: OrderState, input: EventInput): Pro
   return undefined;
 }
 
+/** What appends write with: the database (queries are built on it) and its write transactions. */
+export interface Writer {
+  db: Kysely<DB>;
+  transaction: WriteTransaction;
+}
+
 /** An update with the caller who posts it: items of one transaction may come from several callers. */
 export interface AppendItem extends AppendRequest {
   principal: Principal;
@@ -79,7 +86,7 @@ export interface AppendItem extends AppendRequest {
  * Appends status updates of one caller, each judged on its own: see appendItems.
  */
 export async function appendEvents(
-  db: Kysely<DB>,
+  w: Writer,
   p: Principal,
   requests: AppendRequest[],
   observer?: AppendObserver,
@@ -87,7 +94,7 @@ export async function appendEvents(
 ): Promise<AppendResult[]> {
   if (p.role === 'customer') throw forbidden('customers read orders; they do not post events');
   return appendItems(
-    db,
+    w,
     requests.map((r) => ({ ...r, principal: p })),
     observer,
     now,
@@ -102,7 +109,8 @@ export async function appendEvents(
  * against its own caller (what it may post, which orders it may see, whose keys it claims).
  * Results come back in the items' order.
  */
-export async function appendItems(db: Kysely<DB>, items: AppendItem[], observer?: AppendObserver, now = new Date()): Promise<AppendResult[]> {
+export async function appendItems(w: Writer, items: AppendItem[], observer?: AppendObserver, now = new Date()): Promise<AppendResult[]> {
+  const db = w.db;
   const results: Array<AppendResult | undefined> = new Array(items.length);
   const scopes = items.map((it) => principalId(it.principal));
   const inputs = items.map((it) =>
@@ -135,14 +143,17 @@ export async function appendItems(db: Kysely<DB>, items: AppendItem[], observer?
     else sameKeyAs.set(i, earlier.first);
   });
 
-  await db.transaction().execute(async (tx) => {
+  await w.transaction(async (flight) => {
     const candidates = items.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
-    // Order locks first, before anything writes: see lockOrdersForWrite.
-    await lockOrdersForWrite(tx, candidates.map((i) => items[i]!.orderId));
-    // Then, in one statement: the claims (the first write) and the orders as their locks let them be.
-    const { outcomes, orders: locked } = candidates.length
-      ? await claimAndLoad(tx, [...claims.values()], candidates.map((i) => items[i]!.orderId))
-      : { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
+    const orderIds = candidates.map((i) => items[i]!.orderId);
+    // First flight: the order locks, before anything writes (see lockOrdersForWrite), then in one
+    // statement the claims (the first write) and the orders as their locks let them be.
+    let loaded: ClaimedAndLoaded = { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
+    if (candidates.length) {
+      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, [...claims.values()], orderIds)]);
+      loaded = await claimedAndLoaded(db, rows!, [...claims.values()], (queries) => flight.run(queries));
+    }
+    const { outcomes, orders: locked } = loaded;
     const replays = new Map<number, string>();
     for (const [name, c] of claims) {
       const o = outcomes.get(name)!;
@@ -201,16 +212,19 @@ export async function appendItems(db: Kysely<DB>, items: AppendItem[], observer?
       const after = { status: state.status, currentStages: derived.currentStages, country: row.customer_country };
       facts.push(...orderFacts({ counted: countedOf(row), state: before }, { counted: after, state }));
     }
-    // The events, the orders' projections, their steps and KPI facts: one statement, one round trip.
-    const inserted = await appendAndProject(tx, events, writes, facts);
-    const byId = new Map(inserted.map((e) => [e.id, e]));
+    // Second flight, with the commit: the events, the orders' projections, their steps and KPI
+    // facts (one statement), the keys of refused items given back, the replays' events.
+    const append = appendAndProjectQuery(db, events, writes, facts);
+    const release = [...failedKeys].map(([scope, keys]) => releaseKeysQuery(db, scope, keys)!);
+    const replayed = eventsByIdQuery(db, [...replays.values()]);
+    const answers = await flight.run([...(append ? [append] : []), ...release, ...(replayed ? [replayed] : [])], { commit: true });
+
+    const byId = new Map(eventsOf(append ? answers[0]! : []).map((e) => [e.id, e]));
     let k = 0;
     for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
-    for (const [scope, keys] of failedKeys) await releaseKeys(tx, scope, keys);
-
-    const replayed = await eventsById(tx, [...replays.values()]);
+    const replayedById = new Map(eventsOf(replayed ? answers.at(-1)! : []).map((e) => [e.id, e]));
     for (const [i, eventId] of replays) {
-      const event = replayed.get(eventId);
+      const event = replayedById.get(eventId);
       results[i] = event ? { status: 200, event } : { status: 409, error: problem(409, 'idempotency-key-in-use', 'this Idempotency-Key belongs to another kind of request') };
     }
   });

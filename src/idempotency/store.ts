@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { CompiledQuery, Kysely, Transaction } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { ProblemError } from '../http/problems.js';
 
@@ -51,20 +51,31 @@ export const sortClaims = (claims: Claim[]) => [...claims].sort((a, b) => (a.key
 
 /** The outcome of each claim, given the keys this transaction won: the others are replays or mismatches. */
 export async function settleClaims(tx: Transaction<DB>, scope: string, claims: Claim[], won: Set<string>): Promise<Map<string, ClaimOutcome>> {
-  const outcomes = new Map<string, ClaimOutcome>();
+  const q = lostClaimsQuery(tx, scope, claims, won);
+  return claimOutcomes(claims, won, q ? ((await tx.executeQuery(q)).rows as LostClaimRow[]) : []);
+}
+
+type LostClaimRow = { key: string; request_hash: string; resource_id: string };
+
+/** The rows of the keys this transaction did not win, as they were first claimed; none if it won them all. */
+export function lostClaimsQuery(db: Kysely<DB>, scope: string, claims: Claim[], won: Set<string>): CompiledQuery | undefined {
   const lost = claims.filter((c) => !won.has(c.key));
-  const existing = lost.length
-    ? await tx
-        .selectFrom('idempotency_keys')
-        .select(['key', 'request_hash', 'resource_id'])
-        .where('scope', '=', scope)
-        .where(
-          'key',
-          'in',
-          lost.map((c) => c.key),
-        )
-        .execute()
-    : [];
+  if (!lost.length) return undefined;
+  return db
+    .selectFrom('idempotency_keys')
+    .select(['key', 'request_hash', 'resource_id'])
+    .where('scope', '=', scope)
+    .where(
+      'key',
+      'in',
+      lost.map((c) => c.key),
+    )
+    .compile();
+}
+
+/** Each claim's outcome, given the keys won and the rows of the others (lostClaimsQuery). */
+export function claimOutcomes(claims: Claim[], won: Set<string>, existing: LostClaimRow[]): Map<string, ClaimOutcome> {
+  const outcomes = new Map<string, ClaimOutcome>();
   const byKey = new Map(existing.map((r) => [r.key, r]));
   for (const c of claims) {
     if (won.has(c.key)) outcomes.set(c.key, { kind: 'claimed' });
@@ -78,7 +89,7 @@ export async function settleClaims(tx: Transaction<DB>, scope: string, claims: C
   return outcomes;
 }
 
-/** Gives back claims whose request failed, so a corrected retry with the same key can succeed. */
-export async function releaseKeys(tx: Transaction<DB>, scope: string, keys: string[]): Promise<void> {
-  if (keys.length) await tx.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', 'in', keys).execute();
+/** Gives back claims whose request failed, so a corrected retry with the same key can succeed; none for no keys. */
+export function releaseKeysQuery(db: Kysely<DB>, scope: string, keys: string[]): CompiledQuery | undefined {
+  return keys.length ? db.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', 'in', keys).compile() : undefined;
 }

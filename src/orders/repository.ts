@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
 import type { Derived, OrderState, OrderStatus, StepState, StepStatus } from './model.js';
 
@@ -54,11 +54,17 @@ export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<s
  * order's seq. Locks are taken in key order, so two writers of the same orders cannot deadlock.
  */
 export async function lockOrdersForWrite(tx: Transaction<DB>, ids: string[]): Promise<void> {
+  const q = lockOrdersQuery(tx, ids);
+  if (q) await tx.executeQuery(q);
+}
+
+/** The statement of lockOrdersForWrite, for a pipelined transaction (db/flight.ts); none for no ids. */
+export function lockOrdersQuery(db: Kysely<DB>, ids: string[]): CompiledQuery | undefined {
   const unique = [...new Set(ids)];
-  if (!unique.length) return;
-  await sql`select pg_advisory_xact_lock(k) from (
+  if (!unique.length) return undefined;
+  return sql`select pg_advisory_xact_lock(k) from (
       select hashtextextended(id::text, 0) as k from unnest(${unique}::uuid[]) as id order by k
-    ) as keys`.execute(tx);
+    ) as keys`.compile(db);
 }
 
 /** A step as json_agg gives it back: timestamps as text. */

@@ -1,0 +1,71 @@
+import type { CompiledQuery } from 'kysely';
+import type pg from 'pg';
+import type { Database } from './database.js';
+
+/**
+ * The statements of one write transaction, handed over a few at a time. On a real Postgres the
+ * statements of one run() are pipelined: sent together, with BEGIN in front of the first run and
+ * COMMIT behind the last, so an append is two round trips (lock and load; write and commit)
+ * instead of six. On the embedded database they run one after the other, as any transaction.
+ */
+export interface Flight {
+  /** Runs the statements in order; the rows of each. `commit` ends the transaction with them. */
+  run(queries: CompiledQuery[], opts?: { commit?: boolean }): Promise<Array<Array<Record<string, unknown>>>>;
+}
+
+/** Runs `fn` in a write transaction: committed when it returns (if not already), rolled back if it throws. */
+export type WriteTransaction = <T>(fn: (flight: Flight) => Promise<T>) => Promise<T>;
+
+export function writeTransactions(database: Database): WriteTransaction {
+  const pool = database.pipelinePool;
+  if (!pool) {
+    return (fn) =>
+      database.db.transaction().execute((tx) =>
+        fn({
+          async run(queries) {
+            const out: Array<Array<Record<string, unknown>>> = [];
+            for (const q of queries) out.push((await tx.executeQuery(q)).rows as Array<Record<string, unknown>>);
+            return out;
+          },
+        }),
+      );
+  }
+  return async (fn) => {
+    const client = await pool.connect();
+    let begun = false;
+    let ended = false;
+    let broken = false;
+    const flight: Flight = {
+      async run(queries, opts) {
+        if (!begun && !queries.length) {
+          if (opts?.commit) ended = true; // nothing was ever sent: nothing to commit
+          return [];
+        }
+        // Sent at once, before any answer is awaited: the client is in pipeline mode.
+        const sent: Array<Promise<pg.QueryResult>> = [];
+        const offset = begun ? 0 : 1;
+        if (!begun) sent.push(client.query('begin'));
+        begun = true;
+        for (const q of queries) sent.push(client.query(q.sql, q.parameters as unknown[]));
+        if (opts?.commit) {
+          sent.push(client.query('commit'));
+          ended = true; // a commit behind a failed statement rolls back: either way the transaction is over
+        }
+        const settled = await Promise.allSettled(sent);
+        const failed = settled.find((s) => s.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+        return settled.slice(offset, offset + queries.length).map((s) => (s as PromiseFulfilledResult<pg.QueryResult>).value.rows);
+      },
+    };
+    try {
+      const result = await fn(flight);
+      if (begun && !ended) await client.query('commit');
+      return result;
+    } catch (err) {
+      if (begun && !ended) await client.query('rollback').catch(() => (broken = true));
+      throw err;
+    } finally {
+      client.release(broken || undefined);
+    }
+  };
+}
