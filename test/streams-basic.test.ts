@@ -32,7 +32,11 @@ async function open(auth: Record<string, string>): Promise<{ socket: ClientSocke
 const subscribe = (socket: ClientSocket, topic: string, after?: string) =>
   new Promise<SubscribeAck>((resolve) => socket.emit('subscribe', after ? { topic, after } : { topic }, resolve));
 
-async function until(cond: () => boolean, ms = 5000) {
+// Streams serve what committed below the horizon, the oldest transaction still running in the
+// whole cluster: while another test file builds indexes or loads a world on the same Postgres,
+// a just-committed event can wait seconds. What these tests check is order and completeness,
+// so they wait for it rather than race it.
+async function until(cond: () => boolean, ms = 20_000) {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error('timed out');
@@ -60,7 +64,7 @@ describe('socket streams', () => {
     await until(() => replayed.some((e) => e.seq === 4 && e.orderId === order.id));
     const mine = replayed.filter((e) => e.orderId === order.id).map((e) => e.seq);
     expect(mine).toEqual([3, 4]);
-  });
+  }, 60_000);
 
   it('refuses topics the caller may not see, with the REST statuses', async () => {
     const order = await w.createOrder();
@@ -81,7 +85,11 @@ describe('feed and SSE', () => {
   it('serves the same events over HTTP catch-up and SSE, resuming from Last-Event-ID', async () => {
     const order = await w.createOrder();
     await w.post(w.fab.api, order.id, { type: 'stage_completed', stage: 'review' });
-    const feed = await w.ops.get(`/v1/feed?topic=order:${order.id}`);
+    let feed = await w.ops.get(`/v1/feed?topic=order:${order.id}`);
+    for (const end = Date.now() + 20_000; feed.body.items?.length < 2 && Date.now() < end; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      feed = await w.ops.get(`/v1/feed?topic=order:${order.id}`);
+    }
     expect(feed.status).toBe(200);
     expect(feed.body.items.map((e: any) => e.seq)).toEqual([1, 2]);
     const controller = new AbortController();
@@ -106,5 +114,5 @@ describe('feed and SSE', () => {
     expect(ids).toHaveLength(2);
     expect(ids[0]).toBe(feed.body.items[1].cursor);
     controller.abort();
-  });
+  }, 60_000);
 });
