@@ -127,7 +127,9 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       break;
     case '-lateness': {
       keyOf = (r) => (r.sort_key as Date).toISOString();
-      const statuses = new Set(q.status ?? ['open', 'on_hold', 'shipped', 'delivered', 'cancelled']);
+      // At risk, overrun and late to start are flags of unfinished orders only: no branch for the others.
+      const unfinishedOnly = q.atRisk === true || q.overrun === true || q.lateStart === true;
+      const statuses = new Set(q.status ?? (unfinishedOnly ? UNFINISHED : ['open', 'on_hold', 'shipped', 'delivered', 'cancelled']));
       const unfinishedAsked = UNFINISHED.filter((x) => statuses.has(x));
       const page = (branch: typeof query, key: ReturnType<typeof lateAgainst.running>, order: (qb: typeof query) => typeof query) =>
         order(
