@@ -31,7 +31,9 @@ export async function queries(db: Kysely<DB>, ops: Http, runs: number, onProgres
   const paths: Record<string, string> = {
     lateFirstPage: '/v1/orders?late=true&sort=-lateness&limit=50',
     lateLaterPage: later,
-    atRisk: '/v1/orders?atRisk=true&limit=50',
+    // As the board shows it: worst (due soonest) first.
+    atRisk: '/v1/orders?atRisk=true&sort=-lateness&limit=50',
+    atRiskByPromiseDate: '/v1/orders?atRisk=true&sort=promisedAt&limit=50',
     customerOrders: `/v1/orders?customerId=${c[0]!.id}&limit=50`,
     opsSummary: '/v1/ops/summary?window=7d',
     factoryPerformance: `/v1/ops/factories/${f[0]!.id}/performance?window=7d`,

@@ -299,7 +299,8 @@ async function refreshAll() {
     api(`/v1/ops/summary?window=${WINDOW}`),
     // Unfinished orders only: one delivered after its promise is late too, but nothing to chase now.
     api(`/v1/orders?late=true&status=open,on_hold,shipped&sort=-lateness&limit=${LIST_LIMIT}`),
-    api(`/v1/orders?atRisk=true&sort=promisedAt&limit=${LIST_LIMIT}`),
+    // Worst first: due soonest.
+    api(`/v1/orders?atRisk=true&sort=-lateness&limit=${LIST_LIMIT}`),
     loadFactories().catch(() => undefined),
   ]);
   for (const r of [summary, late, risk]) if (r.status === 'rejected' && refusedCredentials(r.reason)) return;
