@@ -6,6 +6,7 @@ import * as m0004 from './0004_due_at.js';
 import * as m0005 from './0005_paused_orders.js';
 import * as m0006 from './0006_kpi_rollups.js';
 import * as m0007 from './0007_lateness_order.js';
+import * as m0008 from './0008_time_counts.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '0005_paused_orders': m0005,
   '0006_kpi_rollups': m0006,
   '0007_lateness_order': m0007,
+  '0008_time_counts': m0008,
 };

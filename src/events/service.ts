@@ -207,9 +207,9 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     for (const [id, state] of current) {
       const { row, state: before } = locked.get(id)!;
       if (state === before) continue;
-      const derived = derive(state, now);
-      writes.push({ order: { id, ...orderColumns(state, derived, now) }, steps: changedSteps(before, state) });
-      const after = { status: state.status, currentStages: derived.currentStages, country: row.customer_country };
+      const columns = orderColumns(state, derive(state, now), now);
+      writes.push({ order: { id, ...columns }, steps: changedSteps(before, state) });
+      const after = countedOf({ ...columns, customer_country: row.customer_country });
       facts.push(...orderFacts({ counted: countedOf(row), state: before }, { counted: after, state }));
     }
     // Second flight, with the commit: the events, the orders' projections, their steps and KPI

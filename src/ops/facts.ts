@@ -17,18 +17,48 @@ export interface Counted {
   status: string;
   currentStages: string[];
   country: string;
+  /** Late from then on (customer pauses aside: see the summary). */
+  dueAt: Date;
+  /** At risk from then on, if ever. */
+  atRiskAt: Date | null;
+  /** A stage overran its plan from then on, if ever. */
+  overrunAt: Date | null;
 }
 
-export const countedOf = (row: { status: string; current_stages: string[]; customer_country: string }): Counted => ({
+type CountedRow = {
+  status: string;
+  current_stages: string[];
+  customer_country: string;
+  due_at: Date;
+  at_risk_at: Date | null;
+  overrun_at: Date | null;
+};
+
+export const countedOf = (row: CountedRow): Counted => ({
   status: row.status,
   currentStages: row.current_stages,
   country: row.customer_country,
+  dueAt: row.due_at,
+  atRiskAt: row.at_risk_at,
+  overrunAt: row.overrun_at,
 });
 
-const keysOf = (c: Counted | null) =>
-  c && UNFINISHED.has(c.status)
-    ? [`status:${c.status}`, `country:${c.country}`, ...c.currentStages.map((s) => `stage:${s}`)]
-    : [];
+/** The UTC hour of an instant, as 'YYYY-MM-DDTHH': keys of one kind sort as their hours do. */
+export const hourOf = (at: Date) => at.toISOString().slice(0, 13);
+
+/**
+ * The counters an unfinished order is in: its status, country and current stages; and the hours
+ * from which it is late (`due:`), at risk or late (`risk:`, the earlier of the two moments) and
+ * overrunning (`overrun:`), so that the summary counts those as hour buckets before now plus the
+ * hour in progress, not order by order (ops/queries.ts).
+ */
+const keysOf = (c: Counted | null) => {
+  if (!c || !UNFINISHED.has(c.status)) return [];
+  const keys = [`status:${c.status}`, `country:${c.country}`, ...c.currentStages.map((s) => `stage:${s}`), `due:${hourOf(c.dueAt)}`];
+  keys.push(`risk:${hourOf(c.atRiskAt && c.atRiskAt < c.dueAt ? c.atRiskAt : c.dueAt)}`);
+  if (c.overrunAt) keys.push(`overrun:${hourOf(c.overrunAt)}`);
+  return keys;
+};
 
 /**
  * The facts of one order's change from `before` to `after` (before is null for a new order):

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { notFound } from '../http/problems.js';
+import { hourOf } from './facts.js';
 import { bucketOf, percentile } from './histogram.js';
 import { LEAGUE_WINDOWS, windowStart } from './rollups.js';
 import type { Performance, Summary } from './schemas.js';
@@ -49,19 +50,31 @@ export async function summary(
   const days = Math.ceil(o.windowHours / 24);
   const since = windowStart(o.now, days);
   const silentBefore = new Date(o.now.getTime() - o.silentAfterHours * HOUR);
-  const [live, counted, delivered, buckets, unfolded, factories] = await Promise.all([
+  // Late, at risk and overrun: whole hours before this one from the maintained buckets (keys
+  // due:, risk:, overrun: of facts.ts), the hour in progress counted exactly from its indexes.
+  const hour = new Date(Math.floor(o.now.getTime() / HOUR) * HOUR);
+  const before = (kind: string) => sql`(key > ${`${kind}:`} and key < ${`${kind}:${hourOf(o.now)}`})`;
+  const [live, hours, counted, delivered, buckets, unfolded, factories] = await Promise.all([
     sql<Record<string, number>>`
-      select (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and due_at < ${o.now})
-           - (select count(*) from orders where hold_cause = 'engineering_query' and status in ('open', 'on_hold', 'shipped')
-                and due_at < ${o.now} and held_at <= due_at) as late,
-             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and at_risk_at < ${o.now} and due_at >= ${o.now}) as at_risk,
+      select (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and due_at >= ${hour} and due_at < ${o.now}) as due,
+             (select count(*) from orders where status in ('open', 'on_hold', 'shipped')
+                and least(at_risk_at, due_at) >= ${hour} and least(at_risk_at, due_at) < ${o.now}) as risk,
+             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and overrun_at >= ${hour} and overrun_at < ${o.now}) as overrun,
+             (select count(*) from orders where hold_cause = 'engineering_query' and status in ('open', 'on_hold', 'shipped')
+                and due_at < ${o.now} and held_at <= due_at) as paused_late,
              (select count(*) from orders where status = 'open' and last_event_at < ${silentBefore}) as silent,
-             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and overrun_at < ${o.now}) as overrun,
              (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and late_start_at < ${o.now}) as late_start`.execute(
       db,
     ),
+    sql<{ kind: string; n: number }>`
+      select split_part(key, ':', 1) as kind, sum(n)::int as n
+      from (select key, n from order_counts where ${before('due')} or ${before('risk')} or ${before('overrun')}
+            union all
+            select key, n from kpi_facts where kind = 'count' and (${before('due')} or ${before('risk')} or ${before('overrun')})) t
+      group by 1`.execute(db),
     sql<{ key: string; n: number }>`
       select key, sum(n)::int as n from (select key, n from order_counts union all select key, n from kpi_facts where kind = 'count') t
+      where split_part(key, ':', 1) in ('status', 'country', 'stage')
       group by key having sum(n) <> 0`.execute(db),
     sql<{ count: number; on_time: number }>`
       select coalesce(sum(delivered), 0)::int as count, coalesce(sum(on_time), 0)::int as on_time from (
@@ -73,6 +86,7 @@ export async function summary(
     worstFactories(db, days, since),
   ]);
   const c = live.rows[0]!;
+  const upTo = (kind: string) => (hours.rows.find((r) => r.kind === kind)?.n ?? 0) + Number(c[kind]);
   const count = (key: string) => counted.rows.find((r) => r.key === key)?.n ?? 0;
   const byPrefix = (prefix: string) =>
     counted.rows.filter((r) => r.key.startsWith(prefix) && r.n > 0).map((r) => ({ name: r.key.slice(prefix.length), n: r.n }));
@@ -93,10 +107,11 @@ export async function summary(
       open: count('status:open'),
       onHold: count('status:on_hold'),
       inTransit: count('status:shipped'),
-      late: Number(c.late),
-      atRisk: Number(c.at_risk),
+      late: upTo('due') - Number(c.paused_late),
+      // From least(at_risk_at, due_at) on an order is at risk or late: less the late ones.
+      atRisk: upTo('risk') - upTo('due'),
       silent: Number(c.silent),
-      overrun: Number(c.overrun),
+      overrun: upTo('overrun'),
       lateStart: Number(c.late_start),
     },
     delivered: {

@@ -175,10 +175,15 @@ export async function rebuildRollups(db: Kysely<DB>, now = new Date()): Promise<
     ]) {
       await sql`delete from ${sql.table(table)}`.execute(tx);
     }
+    // The same keys as facts.ts's keysOf (hours as hourOf gives them).
     await sql`insert into order_counts (key, n)
       select key, count(*) from orders o,
         lateral (select 'status:' || o.status union all select 'country:' || o.customer_country
-                 union all select 'stage:' || s from unnest(o.current_stages) as s) as k(key)
+                 union all select 'stage:' || s from unnest(o.current_stages) as s
+                 union all select 'due:' || to_char(o.due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24')
+                 union all select 'risk:' || to_char(least(o.at_risk_at, o.due_at) at time zone 'UTC', 'YYYY-MM-DD"T"HH24')
+                 union all select 'overrun:' || to_char(o.overrun_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24') where o.overrun_at is not null
+                ) as k(key)
       where o.status in ('open', 'on_hold', 'shipped') group by key`.execute(tx);
     await sql`insert into delivery_days (day, delivered, on_time)
       select (delivered_at at time zone 'UTC')::date, count(*), count(*) filter (where delivered_at <= due_at)

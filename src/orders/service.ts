@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { principalId } from '../auth/principal.js';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
-import { orderFacts, recordFacts } from '../ops/facts.js';
+import { countedOf, orderFacts, recordFacts } from '../ops/facts.js';
 import { insertEvents } from '../events/repository.js';
 import { badRequest, conflict, idempotencyMismatch, notFound, type FieldError } from '../http/problems.js';
 import { claimKeys, requestHash } from '../idempotency/store.js';
@@ -195,7 +195,8 @@ export async function createOrder(
         ...derivedColumns(derived),
       })
       .execute();
-    await recordFacts(tx, orderFacts(null, { counted: { status: 'open', currentStages: derived.currentStages, country: customer.country }, state }));
+    const counted = countedOf({ status: 'open', ...derivedColumns(derived), customer_country: customer.country, due_at: state.dueAt });
+    await recordFacts(tx, orderFacts(null, { counted, state }));
     await tx
       .insertInto('order_steps')
       .values(
