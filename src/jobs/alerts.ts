@@ -5,6 +5,9 @@ import { insertEvents, type NewEvent } from '../events/repository.js';
 import { flagsAt, projectedAt } from '../orders/projection.js';
 import { loadOrders, lockOrdersForWrite } from '../orders/repository.js';
 
+/** Orders of each kind (late, at risk) looked at per pass: one short transaction each. */
+const PASS = 100;
+
 // (class, id) of the two-key advisory lock that lets one instance at a time raise alerts.
 const ALERTS_LOCK = [74, 2] as const;
 const unfinished = sql<SqlBool>`status in ('open', 'on_hold', 'shipped')`;
@@ -15,7 +18,7 @@ const unfinished = sql<SqlBool>`status in ('open', 'on_hold', 'shipped')`;
  * transition: a flag on the order remembers it (the at-risk flag is cleared when a later event
  * makes the order safe again). Every instance runs it; the advisory lock makes one act at a time.
  */
-export async function raiseTimeAlerts(database: Database, now = new Date(), limit = 500): Promise<number> {
+export async function raiseTimeAlerts(database: Database, now = new Date(), limit = PASS): Promise<number> {
   return database.db.transaction().execute(async (tx) => {
     const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${ALERTS_LOCK[0]}, ${ALERTS_LOCK[1]}) as locked`.execute(tx);
     if (!rows[0]?.locked) return 0;
@@ -25,6 +28,9 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
       .where(unfinished)
       .where('late_alerted', '=', false)
       .where('due_at', '<', now)
+      // Paused by the customer before its due date: not late (flagsAt), so never a candidate,
+      // or such orders would fill every pass at the head of this list and starve the others.
+      .where(sql<SqlBool>`(status = 'on_hold' and hold_cause = 'engineering_query' and held_at <= due_at) is not true`)
       .orderBy('due_at')
       .limit(limit)
       .execute();
@@ -74,17 +80,16 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
           ...(type === 'became_late' ? { lateByMinutes: flags.lateByMinutes } : {}),
         },
       });
-      await tx
-        .updateTable('orders')
-        .set({
-          last_seq: seq,
-          last_event_at: now,
-          updated_at: now,
-          ...(type === 'became_late' ? { late_alerted: true, at_risk_alerted: true } : { at_risk_alerted: true }),
-        })
-        .where('id', '=', row.id)
-        .execute();
     }
+    if (!events.length) return 0;
+    // One statement for every order of the pass: a statement per order kept the transaction open
+    // for a second at 1,000 orders, and every stream waits for the oldest running transaction.
+    await sql`
+      update orders o set last_seq = v.seq, last_event_at = ${now}, updated_at = ${now},
+        late_alerted = o.late_alerted or v.late, at_risk_alerted = true
+      from unnest(${events.map((e) => e.orderId)}::uuid[], ${events.map((e) => e.seq)}::int[], ${events.map((e) => e.type === 'became_late')}::bool[])
+        as v(id, seq, late)
+      where o.id = v.id`.execute(tx);
     await insertEvents(tx, events);
     return events.length;
   });
@@ -97,8 +102,9 @@ export function scheduleAlerts(database: Database, everyMs: number, afterRaise: 
     if (running) return;
     running = true;
     (async () => {
-      // Passes of up to 500 orders, until none is left to announce.
-      for (let n = await raiseTimeAlerts(database); n > 0; n = n === 500 ? await raiseTimeAlerts(database) : 0) afterRaise();
+      // Short passes until none is left to announce (a backlog after an outage or a bulk load),
+      // at most 100 per tick so that one tick ends.
+      for (let pass = 0; pass < 100 && (await raiseTimeAlerts(database)) > 0; pass++) afterRaise();
     })()
       .catch(onError)
       .finally(() => (running = false));
