@@ -43,6 +43,8 @@ describe.skipIf(skipWithoutRealPostgres())('query plans of the order lists on a 
     ['late list with delivered orders, worst first', ops, { late: 'true', sort: '-lateness', limit: '50' }, 'orders_delivered_lateness'],
     ['every order by lateness', ops, { sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
     ['at-risk list', ops, { atRisk: 'true', sort: 'promisedAt', limit: '50' }, 'orders_'],
+    // Worst first (due soonest): read in due order from now on, not every at-risk order sorted.
+    ['at-risk list, worst first', ops, { atRisk: 'true', sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
     ['overrun list', ops, { overrun: 'true', status: 'open,on_hold,shipped', limit: '50' }, 'orders_'],
     ['silent list', ops, { silent: 'true', limit: '50' }, 'orders_'],
     ["a customer's orders", 'customer', { sort: 'promisedAt', limit: '50' }, 'orders_customer'],

@@ -38,9 +38,24 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
-/** Starts the real service (src/server.ts) as its own process on a random port; resolves once /readyz is 200. */
+/**
+ * Starts the real service (src/server.ts) as its own process on a random port; resolves once
+ * /readyz is 200. Ports are drawn below the kernel's ephemeral range (the tests' own client
+ * sockets take those), and a port taken meanwhile is retried on another.
+ */
 export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const port = 20000 + Math.floor(Math.random() * 30000);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOn(10000 + Math.floor(Math.random() * 20000), env);
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startServerOn(port: number, env: Record<string, string>): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,7 +67,10 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 45_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}`);
+    if (child.exitCode !== null) {
+      if (out.includes('EADDRINUSE')) throw new PortTaken(`port ${port} taken`);
+      throw new Error(`server exited with ${child.exitCode}:\n${out}`);
+    }
     if (await fetch(`${baseUrl}/readyz`).then((r) => r.ok, () => false)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
