@@ -69,7 +69,7 @@ describe('logs, request ids and metrics', () => {
 describe('graceful shutdown of a real process', () => {
   it('finishes the request in flight on SIGTERM, then exits 0', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'orderstream-shutdown-'));
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = 10000 + Math.floor(Math.random() * 20000); // below the ephemeral range (32768+), where client sockets draw theirs
     const env: Record<string, string> = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, JWT_SECRET, LOG_LEVEL: 'info' } as any;
     delete env.DATABASE_URL;
     if (TEST_DATABASE_URL) {
