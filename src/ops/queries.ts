@@ -38,9 +38,10 @@ async function worstFactories(db: Kysely<DB>, days: number, since: string): Prom
 }
 
 /**
- * The network at a glance, as of `now`. The counts that time alone changes (late, at risk,
- * silent, overrun, late start) are counted from their indexes; everything else is read from the
- * maintained rollups plus the facts not folded into them yet, so it is exact when read. The
+ * The network at a glance, as of `now`. Late, at risk and overrun come from maintained hour
+ * buckets plus the hour in progress; silent and late start (small sets) are counted from their
+ * indexes; everything else is read from the maintained rollups plus the facts not folded into
+ * them yet, so it is exact when read. The
  * window counts whole UTC days: the `ceil(hours / 24)` days before today, and today so far.
  */
 export async function summary(
