@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely } from 'kysely';
+import type { Flight } from '../db/flight.js';
 import type { DB, OrderRow } from '../db/schema.js';
 import { claimOutcomes, lostClaimsQuery, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
@@ -53,13 +54,13 @@ type Row = OrderRow & { steps_json: StepJson[] | null; won: Array<{ scope: strin
 /**
  * The claims' outcomes and the orders, from claimAndLoadQuery's rows. Keys this transaction did
  * not win are replays or mismatches: their first claims are read back per caller (rare: retries),
- * with `run` (one more round trip, only then).
+ * in the same transaction (one more round trip, only then).
  */
 export async function claimedAndLoaded(
   db: Kysely<DB>,
   rawRows: Array<Record<string, unknown>>,
   claims: ScopedClaim[],
-  run: (queries: CompiledQuery[]) => Promise<Array<Array<Record<string, unknown>>>>,
+  flight: Flight,
 ): Promise<ClaimedAndLoaded> {
   const rows = rawRows as unknown as Row[];
   const sorted = [...claims].sort(byScopeAndKey);
@@ -70,7 +71,7 @@ export async function claimedAndLoaded(
     return { scope, mine, wonHere, query: lostClaimsQuery(db, scope, mine, wonHere) };
   });
   const asked = scopes.filter((s) => s.query);
-  const answers = asked.length ? await run(asked.map((s) => s.query!)) : [];
+  const answers = asked.length ? await flight.run(asked.map((s) => s.query!)) : [];
   const outcomes = new Map<string, ClaimOutcome>();
   for (const s of scopes) {
     const existing = s.query ? answers[asked.indexOf(s)]! : [];

@@ -150,8 +150,9 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     // statement the claims (the first write) and the orders as their locks let them be.
     let loaded: ClaimedAndLoaded = { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
     if (candidates.length) {
-      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, [...claims.values()], orderIds)]);
-      loaded = await claimedAndLoaded(db, rows!, [...claims.values()], (queries) => flight.run(queries));
+      const claimed = [...claims.values()];
+      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, claimed, orderIds)]);
+      loaded = await claimedAndLoaded(db, rows!, claimed, flight);
     }
     const { outcomes, orders: locked } = loaded;
     const replays = new Map<number, string>();

@@ -55,6 +55,7 @@ export async function summary(
   // due:, risk:, overrun: of facts.ts), the hour in progress counted exactly from its indexes.
   const hour = new Date(Math.floor(o.now.getTime() / HOUR) * HOUR);
   const before = (kind: string) => sql`(key > ${`${kind}:`} and key < ${`${kind}:${hourOf(o.now)}`})`;
+  const earlier = sql`(${before('due')} or ${before('risk')} or ${before('overrun')})`;
   const [live, hours, counted, delivered, buckets, unfolded, factories] = await Promise.all([
     sql<Record<string, number>>`
       select (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and due_at >= ${hour} and due_at < ${o.now}) as due,
@@ -69,9 +70,9 @@ export async function summary(
     ),
     sql<{ kind: string; n: number }>`
       select split_part(key, ':', 1) as kind, sum(n)::int as n
-      from (select key, n from order_counts where ${before('due')} or ${before('risk')} or ${before('overrun')}
+      from (select key, n from order_counts where ${earlier}
             union all
-            select key, n from kpi_facts where kind = 'count' and (${before('due')} or ${before('risk')} or ${before('overrun')})) t
+            select key, n from kpi_facts where kind = 'count' and ${earlier}) t
       group by 1`.execute(db),
     sql<{ key: string; n: number }>`
       select key, sum(n)::int as n from (select key, n from order_counts union all select key, n from kpi_facts where kind = 'count') t

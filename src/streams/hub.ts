@@ -23,6 +23,8 @@ export interface Sink {
   shared?: { id: string; ready(): boolean };
 }
 
+const SLOW_CONSUMER = 'slow consumer: the client is not reading; resume with the last cursor';
+
 /** Sends one event to many shared sinks at once (Socket.IO: encoded once, written to each socket). */
 export type Broadcaster = (ids: string[], e: StreamedEvent) => void;
 
@@ -189,7 +191,7 @@ export class StreamHub {
     }
   }
 
-  /** Hands `e` to `sub`; a live shared sink is collected into `together` instead of sent. */
+  /** Hands `e` to `sub`: buffered while it replays, else sent (a shared sink's into `together`). */
   private offer(sub: Subscription, e: StreamEvent, together: string[]) {
     if (sub.closed || !visibleTo(sub.principal, e) || !inTopic(sub.topic, e)) return;
     if (!sub.live) {
@@ -197,22 +199,21 @@ export class StreamHub {
       if (sub.buffer.length > this.opts.maxReplayBuffer) this.drop(sub, 'slow consumer: too far behind while catching up; resume with the last cursor');
       return;
     }
-    const shared = sub.sink.shared;
-    if (!shared || !this.broadcast) return this.send(sub, e);
-    if (e.event.cursor <= sub.last) return;
-    if (!shared.ready()) return this.drop(sub, 'slow consumer: the client is not reading; resume with the last cursor');
-    sub.last = e.event.cursor;
-    this.delivered++;
-    together.push(shared.id);
+    this.send(sub, e, together);
   }
 
-  private send(sub: Subscription, e: StreamEvent) {
+  /**
+   * Sends `e` unless `sub` has it already. With `together`, a shared sink only joins the list the
+   * caller broadcasts to; without (replays, the buffer flushed on going live), each sink delivers.
+   */
+  private send(sub: Subscription, e: StreamEvent, together?: string[]) {
     if (e.event.cursor <= sub.last) return;
+    const shared = together && this.broadcast ? sub.sink.shared : undefined;
+    if (shared && !shared.ready()) return this.drop(sub, SLOW_CONSUMER);
     sub.last = e.event.cursor;
     this.delivered++;
-    if (!sub.sink.deliver({ ...e.event, topic: topicName(sub.topic) })) {
-      this.drop(sub, 'slow consumer: the client is not reading; resume with the last cursor');
-    }
+    if (shared) together!.push(shared.id);
+    else if (!sub.sink.deliver({ ...e.event, topic: topicName(sub.topic) })) this.drop(sub, SLOW_CONSUMER);
   }
 
   /**
