@@ -2,6 +2,7 @@
 // through real HTTP. Each accepted event is checked against the order's projection; each refused
 // one against its problem document and against the order, which must not have changed.
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import type { ApiClient, Reply } from './helpers/http.js';
@@ -891,5 +892,24 @@ describe('ordering under concurrency', () => {
     expect(log.length).toBe(25);
     expectGaplessAndOrdered(log);
     expect((await orderOf(o.id)).lastSeq).toBe(25);
+  });
+});
+
+describe('writes under a schema change', () => {
+  // The write path's statements are prepared once per connection (db/flight.ts): one whose result
+  // changed shape when a column is added would fail on every call until the instance restarts.
+  it('go on when a migration adds a column to orders while the instance runs', async () => {
+    const o = await w.createOrder();
+    await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 10 }, 201, key());
+    await sql`alter table orders add column added_by_a_later_migration text`.execute(t.database.db);
+    try {
+      await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 20 }, 201, key());
+      const batch = await w.fab.api.post('/v1/events/batch', { events: [{ orderId: o.id, idempotencyKey: key(), type: 'stage_progress', stage: 'review', progress: 30 }] });
+      expect(batch.status, batch.text).toBe(200);
+      expect(batch.body.results[0].status, batch.text).toBe(201);
+      expect((await orderOf(o.id)).lastSeq).toBe(4);
+    } finally {
+      await sql`alter table orders drop column added_by_a_later_migration`.execute(t.database.db);
+    }
   });
 });

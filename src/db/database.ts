@@ -64,7 +64,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
         // No JIT: it pays off for long analytic scans, not for millisecond queries. The stream
         // tail's estimate (a subquery per event) crossed jit_above_cost on the bench world, and
         // compiling took 177 ms of a query that ran in 1.5 ms (auto_explain), on every read.
-        options: '-c jit=off',
+        // The write path's statements are prepared (db/flight.ts) and always the same shape, so
+        // one generic plan serves them all; left to choose, Postgres re-plans them on every call.
+        options: pipeline ? '-c jit=off -c plan_cache_mode=force_generic_plan' : '-c jit=off',
         types: pgTypes,
         pipeline,
       });

@@ -1,4 +1,5 @@
 import type { CompiledQuery } from 'kysely';
+import type { Socket } from 'node:net';
 import type pg from 'pg';
 import type { Database } from './database.js';
 
@@ -11,6 +12,20 @@ import type { Database } from './database.js';
 export interface Flight {
   /** Runs the statements in order; the rows of each. `commit` ends the transaction with them. */
   run(queries: CompiledQuery[], opts?: { commit?: boolean }): Promise<Array<Array<Record<string, unknown>>>>;
+}
+
+// Statements whose text never changes, by text: their name on every connection that prepared them.
+const preparedNames = new Map<string, string>();
+const MAX_PREPARED = 32;
+
+/**
+ * Marks a statement of the write path as prepared: its text must not vary from call to call (values
+ * travel as parameters). Each connection parses and plans it once, then reuses the plan: planning
+ * these statements cost Postgres as much as running them (pg_stat_statements, BENCHMARKS.md).
+ */
+export function prepared(q: CompiledQuery): CompiledQuery {
+  if (!preparedNames.has(q.sql) && preparedNames.size < MAX_PREPARED) preparedNames.set(q.sql, `os_write_${preparedNames.size}`);
+  return q;
 }
 
 /** Runs `fn` in a write transaction: committed when it returns (if not already), rolled back if it throws. */
@@ -44,17 +59,27 @@ export function writeTransactions(database: Database): WriteTransaction {
         // Sent at once, before any answer is awaited: the client is in pipeline mode.
         const sent: Array<Promise<pg.QueryResult>> = [];
         const offset = begun ? 0 : 1;
-        if (!begun) sent.push(client.query('begin'));
-        begun = true;
-        for (const q of queries) sent.push(client.query(q.sql, q.parameters as unknown[]));
-        if (opts?.commit) {
-          sent.push(client.query('commit'));
-          ended = true; // a commit behind a failed statement rolls back: either way the transaction is over
+        // pg writes each statement to the socket on its own; corked, the flight is one write (one
+        // system call and one wake-up of the backend instead of one per statement).
+        const socket = (client as unknown as { connection?: { stream?: Partial<Pick<Socket, 'cork' | 'uncork'>> } }).connection?.stream;
+        socket?.cork?.();
+        try {
+          if (!begun) sent.push(client.query('begin'));
+          begun = true;
+          for (const q of queries) sent.push(client.query({ name: preparedNames.get(q.sql), text: q.sql, values: q.parameters as unknown[] }));
+          if (opts?.commit) {
+            sent.push(client.query('commit'));
+            ended = true; // a commit behind a failed statement rolls back: either way the transaction is over
+          }
+        } finally {
+          socket?.uncork?.();
         }
         const settled = await Promise.allSettled(sent);
         const failed = settled.find((s) => s.status === 'rejected');
         if (failed) throw (failed as PromiseRejectedResult).reason;
-        return settled.slice(offset, offset + queries.length).map((s) => (s as PromiseFulfilledResult<pg.QueryResult>).value.rows);
+        return settled
+          .slice(offset, offset + queries.length)
+          .map((s) => (s as PromiseFulfilledResult<pg.QueryResult>).value.rows);
       },
     };
     try {

@@ -1,6 +1,6 @@
 import { sql, type CompiledQuery, type Kysely } from 'kysely';
-import type { Flight } from '../db/flight.js';
-import type { DB, OrderRow } from '../db/schema.js';
+import { prepared, type Flight } from '../db/flight.js';
+import type { DB, OrderRow, OrdersTable } from '../db/schema.js';
 import { claimOutcomes, lostClaimsQuery, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { stepsJson, toLoaded, type StepJson } from '../orders/repository.js';
@@ -23,6 +23,14 @@ const byScopeAndKey = (a: ScopedClaim, b: ScopedClaim) => {
   return x < y ? -1 : x > y ? 1 : 0;
 };
 
+// Every column of orders by name, not o.*: the statement is prepared, and a prepared statement
+// whose result changes shape (a migration adding a column under a running instance) fails.
+const ORDER_COLUMNS = { id: 1, external_ref: 1, customer_id: 1, customer_country: 1, engineer_id: 1, product: 1, quantity: 1, status: 1,
+  current_stages: 1, progress: 1, promised_at: 1, due_at: 1, projection_lead_minutes: 1, projection_floor_at: 1, at_risk_at: 1, hold_cause: 1,
+  held_at: 1, shipped_at: 1, delivered_at: 1, cancelled_at: 1, last_event_at: 1, last_seq: 1, created_at: 1, updated_at: 1, at_risk_alerted: 1,
+  late_alerted: 1, overrun_at: 1, late_start_at: 1 } satisfies Record<keyof OrdersTable, 1>;
+const orderColumns = sql.join(Object.keys(ORDER_COLUMNS).map((c) => sql.ref(`o.${c}`)));
+
 /**
  * The idempotency claims (see claimKeys) and the orders with their steps, in one statement: an
  * append is a chain of round trips and this saves one. Run it once the orders' locks are held:
@@ -33,9 +41,12 @@ const byScopeAndKey = (a: ScopedClaim, b: ScopedClaim) => {
  */
 export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderIds: string[]): CompiledQuery {
   const sorted = [...claims].sort(byScopeAndKey);
-  const keys = JSON.stringify(sorted.map((c) => ({ scope: c.scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })));
+  const keys = JSON.stringify(
+    sorted.map((c) => ({ scope: c.scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })),
+  );
   const ids = [...new Set(orderIds)];
-  return sql`
+  return prepared(
+    sql`
     with claimed as (
       insert into idempotency_keys (scope, key, request_hash, resource_id)
       select k.scope, k.key, k.request_hash, k.resource_id
@@ -44,9 +55,10 @@ export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderId
       order by k.n
       on conflict (scope, key) do nothing
       returning scope, key)
-    select o.*, ${stepsJson} as steps_json, (select coalesce(json_agg(claimed), '[]') from claimed) as won
+    select ${orderColumns}, ${stepsJson} as steps_json, (select coalesce(json_agg(claimed), '[]') from claimed) as won
     from (select 1) as one
-    left join orders o on o.id = any(${ids}::uuid[])`.compile(db);
+    left join orders o on o.id = any(${ids}::uuid[])`.compile(db),
+  );
 }
 
 type Row = OrderRow & { steps_json: StepJson[] | null; won: Array<{ scope: string; key: string }> };
@@ -75,7 +87,8 @@ export async function claimedAndLoaded(
   const outcomes = new Map<string, ClaimOutcome>();
   for (const s of scopes) {
     const existing = s.query ? answers[asked.indexOf(s)]! : [];
-    for (const [key, outcome] of claimOutcomes(s.mine, s.wonHere, existing as Parameters<typeof claimOutcomes>[2])) outcomes.set(claimName(s.scope, key), outcome);
+    for (const [key, outcome] of claimOutcomes(s.mine, s.wonHere, existing as Parameters<typeof claimOutcomes>[2]))
+      outcomes.set(claimName(s.scope, key), outcome);
   }
   const found = rows.filter((r) => r.id !== null) as Array<OrderRow & { steps_json: StepJson[] }>;
   return { outcomes, orders: toLoaded(found) };

@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { prepared } from '../db/flight.js';
 import type { DB } from '../db/schema.js';
 import { encodeCursor } from './cursor.js';
 import type { Fact } from '../ops/facts.js';
@@ -137,7 +138,8 @@ export function appendAndProjectQuery(db: Kysely<DB>, events: NewEvent[], writes
   const stepRows = writes.flatMap((w) => w.steps);
   // The `= any(ids)` conditions repeat the joins' keys as arrays the planner can count: without
   // them it guesses 100 rows from the JSON and hash-joins a sequential scan of the whole table.
-  return sql`
+  return prepared(
+    sql`
     with
     orders_written as (
       update orders o set ${assignments(ORDER_SET)}, at_risk_alerted = coalesce(v.at_risk_alerted, o.at_risk_alerted)
@@ -160,5 +162,6 @@ export function appendAndProjectQuery(db: Kysely<DB>, events: NewEvent[], writes
       from jsonb_populate_recordset(null::events, ${JSON.stringify(eventRows)}::jsonb) with ordinality as e
       order by e.ordinality
       returning id, order_id, seq, type, stage, factory_id, actor, occurred_at, recorded_at, data, txid::text as txid, pos)
-    select * from appended`.compile(db);
+    select * from appended`.compile(db),
+  );
 }

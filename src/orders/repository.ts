@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { prepared } from '../db/flight.js';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
 import type { Derived, OrderState, OrderStatus, StepState, StepStatus } from './model.js';
 
@@ -62,9 +63,11 @@ export async function lockOrdersForWrite(tx: Transaction<DB>, ids: string[]): Pr
 export function lockOrdersQuery(db: Kysely<DB>, ids: string[]): CompiledQuery | undefined {
   const unique = [...new Set(ids)];
   if (!unique.length) return undefined;
-  return sql`select pg_advisory_xact_lock(k) from (
+  return prepared(
+    sql`select pg_advisory_xact_lock(k) from (
       select hashtextextended(id::text, 0) as k from unnest(${unique}::uuid[]) as id order by k
-    ) as keys`.compile(db);
+    ) as keys`.compile(db),
+  );
 }
 
 /** A step as json_agg gives it back: timestamps as text. */
