@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { orderSchema, stepSchema } from '../src/orders/schemas.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { createWorld, type World } from './helpers/world.js';
 
@@ -34,6 +36,11 @@ async function list(query: string, api = w.ops): Promise<any[]> {
   const r = await api.get(`/v1/orders?limit=200${query ? `&${query}` : ''}`);
   expect(r.status, `${query}: ${r.text}`).toBe(200);
   expect(r.body.nextCursor, query).toBeNull();
+  // The page is written without a response check (orders/routes.ts): hold it to the schema here,
+  // with no field more or less than it documents.
+  const exact = z.strictObject({ ...orderSchema.shape, route: z.array(z.strictObject(stepSchema.shape)) });
+  const checked = z.array(exact).safeParse(r.body.items);
+  expect(checked.error?.issues, query).toBeUndefined();
   return r.body.items;
 }
 const listIds = async (query: string, api = w.ops) => (await list(query, api)).map((o) => o.id as string);

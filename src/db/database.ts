@@ -31,9 +31,19 @@ export type DatabaseOptions =
 // How values come back, the same on both engines: int8 as a JS number (every int8 we store stays
 // far below 2^53: positions, counts), numeric as a string, timestamptz as a Date.
 const INT8_OID = 20;
+const TIMESTAMPTZ_OID = 1184;
+const parseTimestamptzGeneric = pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text') as (v: string) => Date;
+// Postgres writes a timestamptz as `2026-11-29 08:49:18.123456+00` (offset +HH or +HH:MM). Made
+// ISO 8601, it is read by the engine's own Date parser, twice as fast as pg's generic one: a page
+// of 50 orders carries some 3,000 timestamps. Anything else (BC, infinity) goes the generic way.
+const PG_TIMESTAMPTZ = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)([+-]\d\d)(:\d\d)?$/;
+const parseTimestamptz = (v: string): Date => {
+  const m = PG_TIMESTAMPTZ.exec(v);
+  return m ? new Date(`${m[1]}T${m[2]}${m[3]}${m[4] ?? ':00'}`) : parseTimestamptzGeneric(v);
+};
 const pgTypes = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format),
+    oid === INT8_OID ? (v: string) => Number(v) : oid === TIMESTAMPTZ_OID && format !== 'binary' ? parseTimestamptz : pg.types.getTypeParser(oid, format),
 };
 
 function queryLog(logger: Logger | undefined) {
