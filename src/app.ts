@@ -10,6 +10,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { createAuthenticator, credentialsFromHeaders, type Authenticate } from './auth/authenticate.js';
+import { ApiKeyCache } from './auth/key-cache.js';
 import { createJwtVerifier } from './auth/jwt.js';
 import { principalId, type Principal } from './auth/principal.js';
 import type { Config } from './config.js';
@@ -148,7 +149,8 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
   app.decorate('config', config);
   app.decorate('database', database);
   app.decorate('metrics', createMetrics(database));
-  app.decorate('authenticate', createAuthenticator(database.db, jwt));
+  const keys = new ApiKeyCache();
+  app.decorate('authenticate', createAuthenticator(database.db, jwt, keys));
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -209,6 +211,10 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
   const logError = (msg: string) => (err: unknown) => app.log.warn({ err }, msg);
   const notifier = await createNotifier(database, logError('stream notification failed'));
   undo.push(() => notifier.close());
+  // Verified keys are served from memory while this instance hears revocations (auth/key-cache.ts).
+  notifier.on('revoked', (keyId) => keys.forget(keyId));
+  notifier.on('resync', () => keys.clear());
+  keys.trustWhile(() => notifier.listening());
   const hub = new StreamHub(
     database.db,
     notifier,

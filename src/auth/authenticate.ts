@@ -3,6 +3,7 @@ import type { DB } from '../db/schema.js';
 import { unauthorized } from '../http/problems.js';
 import { parseApiKey, secretMatches } from './api-keys.js';
 import type { JwtVerifier } from './jwt.js';
+import { ApiKeyCache, type KeyRow } from './key-cache.js';
 import type { Principal } from './principal.js';
 
 /** What a caller may present: a bearer token (people) or an API key (factory systems). */
@@ -14,21 +15,31 @@ export interface Credentials {
 export type Authenticate = (credentials: Credentials) => Promise<Principal>;
 
 /**
- * Checks credentials on every call: a revoked key fails on the very next request because
- * nothing about keys is cached.
+ * Checks credentials on every call. A key's row comes from `keys` when it holds it (see
+ * ApiKeyCache: a revoked key fails on the next request of the instance that revoked it, and on
+ * the others as soon as they hear of it), else from the database.
  */
-export function createAuthenticator(db: Kysely<DB>, jwt: JwtVerifier): Authenticate {
+export function createAuthenticator(db: Kysely<DB>, jwt: JwtVerifier, keys = new ApiKeyCache()): Authenticate {
   return async ({ bearer, apiKey }) => {
     if (apiKey !== undefined) {
       const parsed = parseApiKey(apiKey);
       if (!parsed) throw unauthorized('API key invalid');
-      const row = await db
-        .selectFrom('api_keys')
-        .select(['factory_id', 'secret_hash', 'revoked_at'])
-        .where('id', '=', parsed.id)
-        .executeTakeFirst();
+      let row: KeyRow | undefined = keys.get(parsed.id);
+      if (!row) {
+        const since = keys.begin();
+        const found = await db
+          .selectFrom('api_keys')
+          .select(['factory_id', 'secret_hash', 'revoked_at'])
+          .where('id', '=', parsed.id)
+          .executeTakeFirst();
+        if (found?.revoked_at) {
+          if (!secretMatches(parsed.secret, found.secret_hash)) throw unauthorized('API key invalid');
+          throw unauthorized('API key revoked');
+        }
+        if (found) keys.put(parsed.id, found, since);
+        row = found;
+      }
       if (!row || !secretMatches(parsed.secret, row.secret_hash)) throw unauthorized('API key invalid');
-      if (row.revoked_at) throw unauthorized('API key revoked');
       return { role: 'factory', factoryId: row.factory_id, keyId: parsed.id };
     }
     if (bearer !== undefined) return jwt.verify(bearer);

@@ -10,8 +10,12 @@ export interface Notifier {
   eventsAppended(): void;
   /** Called after a key was revoked: every instance closes that key's sockets and streams. */
   keyRevoked(keyId: string): void;
+  /** Whether this instance hears every other instance now (always, on the embedded database). */
+  listening(): boolean;
   on(event: 'events', listener: () => void): void;
   on(event: 'revoked', listener: (keyId: string) => void): void;
+  /** Listening again after a gap: whatever was heard of before may have changed unheard. */
+  on(event: 'resync', listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -61,15 +65,19 @@ export async function createNotifier(database: Database, onError: (err: unknown)
     });
     client.on('error', (err) => {
       onError(err);
-      client.end().catch(() => undefined);
       if (listener === client) listener = undefined;
+      client.end().catch(() => undefined);
       // Lost the LISTEN connection: reconnect; the tailers' slow poll covers the gap meanwhile.
       void listen(Math.min(5000, Math.max(250, delayMs * 2)));
     });
     try {
       await client.connect();
       await client.query(`listen ${CHANNEL}`);
+      client.on('end', () => {
+        if (listener === client) listener = undefined;
+      });
       listener = client;
+      local.emit('resync');
       local.emit('events'); // whatever was missed while not listening
     } catch (err) {
       onError(err);
@@ -84,6 +92,7 @@ export async function createNotifier(database: Database, onError: (err: unknown)
       local.emit('events');
       flushEvents();
     },
+    listening: () => !pool || (listener !== undefined && !closed),
     keyRevoked(keyId) {
       local.emit('revoked', keyId);
       if (pool) send(`r:${keyId}`).catch(onError);
