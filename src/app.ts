@@ -11,6 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { createAuthenticator, credentialsFromHeaders, type Authenticate } from './auth/authenticate.js';
 import { ApiKeyCache } from './auth/key-cache.js';
+import { OrderStateCache } from './orders/state-cache.js';
 import { createJwtVerifier } from './auth/jwt.js';
 import { principalId, type Principal } from './auth/principal.js';
 import type { Config } from './config.js';
@@ -47,6 +48,8 @@ declare module 'fastify' {
     authenticate: Authenticate;
     notifier: Notifier;
     hub: StreamHub;
+    /** Orders as this instance last committed them, for its next writes (orders/state-cache.ts). */
+    orderStates: OrderStateCache;
   }
   interface FastifyRequest {
     principal?: Principal;
@@ -151,6 +154,7 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
   app.decorate('metrics', createMetrics(database));
   const keys = new ApiKeyCache();
   app.decorate('authenticate', createAuthenticator(database.db, jwt, keys));
+  app.decorate('orderStates', new OrderStateCache());
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);

@@ -4,6 +4,13 @@ import type { DB, OrderRow, OrdersTable } from '../db/schema.js';
 import { claimOutcomes, lostClaimsQuery, type Claim, type ClaimOutcome } from '../idempotency/store.js';
 import type { OrderState } from '../orders/model.js';
 import { stepsJson, toLoaded, type StepJson } from '../orders/repository.js';
+import type { WriteView } from '../orders/state-cache.js';
+
+/**
+ * Orders the caller keeps from earlier writes, taken from its cache before the statement is built:
+ * what the statement's answer refers to, whatever the cache holds by then.
+ */
+export type KeptOrders = Map<string, WriteView>;
 
 /** A claim of one caller's key: keys are scoped to the caller. */
 export type ScopedClaim = Claim & { scope: string };
@@ -30,6 +37,12 @@ const ORDER_COLUMNS = { id: 1, external_ref: 1, customer_id: 1, customer_country
   held_at: 1, shipped_at: 1, delivered_at: 1, cancelled_at: 1, last_event_at: 1, last_seq: 1, created_at: 1, updated_at: 1, at_risk_alerted: 1,
   late_alerted: 1, overrun_at: 1, late_start_at: 1 } satisfies Record<keyof OrdersTable, 1>;
 const orderColumns = sql.join(Object.keys(ORDER_COLUMNS).map((c) => sql.ref(`o.${c}`)));
+// The same, null for an order the caller keeps (its seq did not move): only id and seq come back.
+const readColumns = sql.join(
+  Object.keys(ORDER_COLUMNS).map((c) =>
+    c === 'id' || c === 'last_seq' ? sql.ref(`o.${c}`) : sql`case when o.kept then null else ${sql.ref(`o.${c}`)} end as ${sql.ref(c)}`,
+  ),
+);
 
 /**
  * The idempotency claims (see claimKeys) and the orders with their steps, in one statement: an
@@ -39,12 +52,14 @@ const orderColumns = sql.join(Object.keys(ORDER_COLUMNS).map((c) => sql.ref(`o.$
  * read whatever the claims give; the caller ignores those whose request is a replay.
  * Read its rows with claimedAndLoaded.
  */
-export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderIds: string[]): CompiledQuery {
+export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderIds: string[], kept: KeptOrders = new Map()): CompiledQuery {
   const sorted = [...claims].sort(byScopeAndKey);
   const keys = JSON.stringify(
     sorted.map((c) => ({ scope: c.scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })),
   );
   const ids = [...new Set(orderIds)];
+  // The seq of each order the caller keeps (orders/state-cache.ts); -1 reads the order in full.
+  const seqs = ids.map((id) => kept.get(id)?.row.last_seq ?? -1);
   return prepared(
     sql`
     with claimed as (
@@ -55,13 +70,17 @@ export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderId
       order by k.n
       on conflict (scope, key) do nothing
       returning scope, key)
-    select ${orderColumns}, ${stepsJson} as steps_json, (select coalesce(json_agg(claimed), '[]') from claimed) as won
+    select ${readColumns}, case when o.kept then null else ${stepsJson} end as steps_json, o.kept,
+      (select coalesce(json_agg(claimed), '[]') from claimed) as won
     from (select 1) as one
-    left join orders o on o.id = any(${ids}::uuid[])`.compile(db),
+    left join (
+      select ${orderColumns}, o.last_seq = k.seq as kept
+      from unnest(${ids}::uuid[], ${seqs}::int[]) as k(id, seq) join orders o on o.id = k.id
+    ) o on true`.compile(db),
   );
 }
 
-type Row = OrderRow & { steps_json: StepJson[] | null; won: Array<{ scope: string; key: string }> };
+type Row = OrderRow & { steps_json: StepJson[] | null; kept: boolean | null; won: Array<{ scope: string; key: string }> };
 
 /**
  * The claims' outcomes and the orders, from claimAndLoadQuery's rows. Keys this transaction did
@@ -73,6 +92,7 @@ export async function claimedAndLoaded(
   rawRows: Array<Record<string, unknown>>,
   claims: ScopedClaim[],
   flight: Flight,
+  kept: KeptOrders = new Map(),
 ): Promise<ClaimedAndLoaded> {
   const rows = rawRows as unknown as Row[];
   const sorted = [...claims].sort(byScopeAndKey);
@@ -90,6 +110,8 @@ export async function claimedAndLoaded(
     for (const [key, outcome] of claimOutcomes(s.mine, s.wonHere, existing as Parameters<typeof claimOutcomes>[2]))
       outcomes.set(claimName(s.scope, key), outcome);
   }
-  const found = rows.filter((r) => r.id !== null) as Array<OrderRow & { steps_json: StepJson[] }>;
-  return { outcomes, orders: toLoaded(found) };
+  const found = rows.filter((r) => r.id !== null && !r.kept).map(({ kept: _, won: __, ...r }) => r as OrderRow & { steps_json: StepJson[] });
+  const orders = toLoaded(found);
+  for (const r of rows) if (r.id !== null && r.kept) orders.set(r.id, kept.get(r.id)!);
+  return { outcomes, orders };
 }

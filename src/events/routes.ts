@@ -16,7 +16,7 @@ const idempotencyHeaders = z.looseObject({
 
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const db = app.database.db;
-  const writer = { db, transaction: writeTransactions(app.database) };
+  const writer = { db, transaction: writeTransactions(app.database), orders: app.orderStates };
   const { eventsAccepted, eventsRejected, eventsReplayed } = app.metrics;
   const observer: AppendObserver = {
     accepted: (type) => {

@@ -10,7 +10,8 @@ import { derive } from '../orders/projection.js';
 import { changedSteps, cloneState, lockOrdersQuery, orderColumns } from '../orders/repository.js';
 import { countedOf, orderFacts, type Fact } from '../ops/facts.js';
 import { maySee } from '../orders/service.js';
-import { claimAndLoadQuery, claimedAndLoaded, claimName, type ClaimedAndLoaded, type ScopedClaim } from './claim-and-load.js';
+import { viewAfterWrite, type OrderStateCache, type WriteView } from '../orders/state-cache.js';
+import { claimAndLoadQuery, claimedAndLoaded, claimName, type ClaimedAndLoaded, type KeptOrders, type ScopedClaim } from './claim-and-load.js';
 import { appendAndProjectQuery, eventsByIdQuery, eventsOf, type NewEvent, type OrderWrite } from './repository.js';
 import { applyEvent, shippingOwners } from './rules.js';
 import { eventInputSchema, type Event, type EventInput } from './schemas.js';
@@ -75,6 +76,8 @@ function checkOwnership(p: Principal, state: OrderState, input: EventInput): Pro
 export interface Writer {
   db: Kysely<DB>;
   transaction: WriteTransaction;
+  /** Orders as this instance last committed them: a write to one need not load it again. */
+  orders?: OrderStateCache;
 }
 
 /** An update with the caller who posts it: items of one transaction may come from several callers. */
@@ -143,16 +146,23 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     else sameKeyAs.set(i, earlier.first);
   });
 
+  // The orders as committed by this transaction, kept once it has committed.
+  const committed: WriteView[] = [];
   await w.transaction(async (flight) => {
     const candidates = items.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
     const orderIds = candidates.map((i) => items[i]!.orderId);
+    const kept: KeptOrders = new Map();
+    for (const id of orderIds) {
+      const view = w.orders?.get(id);
+      if (view) kept.set(id, view);
+    }
     // First flight: the order locks, before anything writes (see lockOrdersForWrite), then in one
     // statement the claims (the first write) and the orders as their locks let them be.
     let loaded: ClaimedAndLoaded = { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
     if (candidates.length) {
       const claimed = [...claims.values()];
-      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, claimed, orderIds)]);
-      loaded = await claimedAndLoaded(db, rows!, claimed, flight);
+      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, claimed, orderIds, kept)]);
+      loaded = await claimedAndLoaded(db, rows!, claimed, flight, kept);
     }
     const { outcomes, orders: locked } = loaded;
     const replays = new Map<number, string>();
@@ -207,9 +217,13 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     const facts: Fact[] = [];
     for (const [id, state] of current) {
       const { row, state: before } = locked.get(id)!;
-      if (state === before) continue;
+      if (state === before) {
+        committed.push(locked.get(id)!);
+        continue;
+      }
       const columns = orderColumns(state, derive(state, now), now);
       writes.push({ order: { id, ...columns }, steps: changedSteps(before, state) });
+      committed.push(viewAfterWrite(row, columns, state));
       const after = countedOf({ ...columns, customer_country: row.customer_country });
       facts.push(...orderFacts({ counted: countedOf(row), state: before }, { counted: after, state }));
     }
@@ -230,6 +244,7 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     }
   });
 
+  for (const view of committed) w.orders?.put(view);
   for (const [i, first] of sameKeyAs) {
     const r = results[first]!;
     results[i] = r.status === 201 ? { status: 200, event: r.event } : r;
