@@ -8,6 +8,7 @@ import { pgIngestCeiling } from './ceilings/pg-ingest.js';
 import { startRawSocketIo } from './ceilings/raw-socketio.js';
 import { buildAudience, closeAudience, fixedRate, heldRate, rawEmitter, serviceEmitter } from './e2e.js';
 import { ingestBatch, ingestSingle } from './ingest.js';
+import { CpuMeter, postmasterOf } from './lib/cpu.js';
 import { createBenchDatabase, type BenchDatabase } from './lib/database.js';
 import { createFixtures } from './lib/fixtures.js';
 import { Http } from './lib/http.js';
@@ -86,20 +87,41 @@ async function main(): Promise<BenchResult> {
 
   if (has('ingest')) {
     const byWorker = f.factories.map((x) => x.orders);
+    // Where the CPU goes, per event: the service, the (local) cluster, this process.
+    const postmaster = postmasterOf((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid);
+    const metered = async <T extends { units: number }>(meter: CpuMeter, run: (m: CpuMeter) => Promise<T>) => {
+      const r = await run(meter);
+      return { ...r, cpu: meter.perEvent(r.units) };
+    };
     progress.step('ceiling: node-pg one event', 100);
-    const ceilSingle = await pgIngestCeiling(bench.url, byWorker.slice(0, scale.concurrency), { perTransaction: 1, seconds: scale.seconds, onTick: tick });
+    const ceilSingle = await metered(new CpuMeter(undefined, postmaster), (meter) =>
+      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), { perTransaction: 1, seconds: scale.seconds, onTick: tick, meter }),
+    );
     progress.step(`ceiling: node-pg ${scale.batchSize} events`, 100);
-    const ceilBatch = await pgIngestCeiling(bench.url, byWorker.slice(0, scale.batchConcurrency), { perTransaction: scale.batchSize, seconds: scale.seconds, onTick: tick });
-    const [single, batch] = await withService(async () => {
+    const ceilBatch = await metered(new CpuMeter(undefined, postmaster), (meter) =>
+      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), { perTransaction: scale.batchSize, seconds: scale.seconds, onTick: tick, meter }),
+    );
+    const [single, batch] = await withService(async (s) => {
       progress.step('ingest.single', 100);
-      const one = await ingestSingle(f.factories.slice(0, scale.concurrency), { seconds: scale.seconds, onTick: tick });
+      const one = await metered(new CpuMeter(s.pid, postmaster), (meter) =>
+        ingestSingle(f.factories.slice(0, scale.concurrency), { seconds: scale.seconds, onTick: tick, meter }),
+      );
       progress.step('ingest.batch', 100);
-      return [one, await ingestBatch(f.factories.slice(0, scale.batchConcurrency), { size: scale.batchSize, seconds: scale.seconds, onTick: tick })];
+      const many = await metered(new CpuMeter(s.pid, postmaster), (meter) =>
+        ingestBatch(f.factories.slice(0, scale.batchConcurrency), { size: scale.batchSize, seconds: scale.seconds, onTick: tick, meter }),
+      );
+      return [one, many];
     });
     const l = latency(single.samples);
     result.ingest = {
-      single: { eventsPerSec: round(single.perSec, 0), p50Ms: l.p50Ms, p99Ms: l.p99Ms, ceilingEventsPerSec: round(ceilSingle.perSec, 0), ratio: ratio(single.perSec, ceilSingle.perSec) },
-      batch: { eventsPerSec: round(batch.perSec, 0), ceilingEventsPerSec: round(ceilBatch.perSec, 0), ratio: ratio(batch.perSec, ceilBatch.perSec) },
+      single: {
+        eventsPerSec: round(single.perSec, 0), p50Ms: l.p50Ms, p99Ms: l.p99Ms, ceilingEventsPerSec: round(ceilSingle.perSec, 0), ratio: ratio(single.perSec, ceilSingle.perSec),
+        cpuMsPerEvent: single.cpu, ceilingCpuMsPerEvent: ceilSingle.cpu,
+      },
+      batch: {
+        eventsPerSec: round(batch.perSec, 0), ceilingEventsPerSec: round(ceilBatch.perSec, 0), ratio: ratio(batch.perSec, ceilBatch.perSec),
+        cpuMsPerEvent: batch.cpu, ceilingCpuMsPerEvent: ceilBatch.cpu,
+      },
     };
   }
 

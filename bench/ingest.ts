@@ -10,9 +10,9 @@ const idempotencyKey = () => `bench-${runId}-${++keySeq}`;
  * ingest.single: each factory client posts one event at a time to its own orders, round robin,
  * with an Idempotency-Key, through POST /v1/orders/:id/events. Every reply must be a 201.
  */
-export async function ingestSingle(factories: FactoryClient[], o: { seconds: number; onTick?: (f: number) => void }): Promise<LoadResult> {
+export async function ingestSingle(factories: FactoryClient[], o: { seconds: number; onTick?: (f: number) => void; meter?: { start(): void; end(): void } }): Promise<LoadResult> {
   const cursors = factories.map(() => 0);
-  return closedLoop({ workers: factories.length, seconds: o.seconds, onTick: o.onTick }, async (w) => {
+  return closedLoop({ workers: factories.length, seconds: o.seconds, onTick: o.onTick, meter: o.meter }, async (w) => {
     const f = factories[w]!;
     const order = f.orders[cursors[w]! % f.orders.length]!;
     cursors[w]! += 1;
@@ -41,9 +41,12 @@ export async function postBatch(f: FactoryClient, body: { events: unknown[] }): 
 }
 
 /** ingest.batch: each factory client posts batches of `size` events, one for each of `size` of its orders. */
-export async function ingestBatch(factories: FactoryClient[], o: { size: number; seconds: number; onTick?: (f: number) => void }): Promise<LoadResult> {
+export async function ingestBatch(
+  factories: FactoryClient[],
+  o: { size: number; seconds: number; onTick?: (f: number) => void; meter?: { start(): void; end(): void } },
+): Promise<LoadResult> {
   const cursors = factories.map(() => 0);
-  return closedLoop({ workers: factories.length, seconds: o.seconds, onTick: o.onTick }, async (w) => {
+  return closedLoop({ workers: factories.length, seconds: o.seconds, onTick: o.onTick, meter: o.meter }, async (w) => {
     const f = factories[w]!;
     const body = batchOf(f.orders, cursors[w]!, o.size);
     cursors[w]! += o.size;

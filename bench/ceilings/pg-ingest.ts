@@ -18,13 +18,13 @@ const APPEND = `with o as (
 export async function pgIngestCeiling(
   url: string,
   ordersByWorker: BenchOrder[][],
-  o: { perTransaction: number; seconds: number; onTick?: (f: number) => void },
+  o: { perTransaction: number; seconds: number; onTick?: (f: number) => void; meter?: { start(): void; end(): void } },
 ): Promise<LoadResult> {
   const pool = new pg.Pool({ connectionString: url, max: ordersByWorker.length });
   const cursors = ordersByWorker.map(() => 0);
   const data = JSON.stringify({ text: 'ceiling' });
   try {
-    return await closedLoop({ workers: ordersByWorker.length, seconds: o.seconds, onTick: o.onTick }, async (w) => {
+    return await closedLoop({ workers: ordersByWorker.length, seconds: o.seconds, onTick: o.onTick, meter: o.meter }, async (w) => {
       const mine = ordersByWorker[w]!;
       const from = cursors[w]!;
       cursors[w] = from + o.perTransaction;

@@ -14,12 +14,13 @@ export interface LoadResult {
  * up. `once` returns how many units (events) the call did. A warm-up runs first, unmeasured.
  */
 export async function closedLoop(
-  o: { workers: number; seconds: number; warmupSeconds?: number; onTick?: (fraction: number) => void },
+  o: { workers: number; seconds: number; warmupSeconds?: number; onTick?: (fraction: number) => void; meter?: { start(): void; end(): void } },
   once: (worker: number) => Promise<number>,
 ): Promise<LoadResult> {
   const run = async (seconds: number, record: boolean) => {
     const samples: number[] = [];
     let units = 0;
+    if (record) o.meter?.start();
     const start = nowMs();
     const end = start + seconds * 1000;
     const timer = record && o.onTick ? setInterval(() => o.onTick!(Math.min(1, (nowMs() - start) / (seconds * 1000))), 250) : undefined;
@@ -36,6 +37,7 @@ export async function closedLoop(
       }),
     );
     clearInterval(timer);
+    if (record) o.meter?.end();
     const elapsed = (nowMs() - start) / 1000;
     return { perSec: units / elapsed, units, samples, seconds: elapsed };
   };
