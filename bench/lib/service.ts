@@ -26,15 +26,34 @@ export function rssOf(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
-export const freePort = () => 20_000 + Math.floor(Math.random() * 30_000);
+// Below the kernel's ephemeral range (32768 and up here), where every client socket of the run
+// takes its local port: a listener drawn from there can find its port taken (EADDRINUSE).
+export const freePort = () => 10_000 + Math.floor(Math.random() * 20_000);
 
 /** Spawns a Node program and waits until `readyUrl` answers 200 (or the process dies). */
 export async function spawnReady(
   args: string[],
   env: Record<string, string>,
   readyUrl: (port: number) => string,
-  port = freePort(),
+  port?: number,
   timeoutMs = 60_000,
+): Promise<ServiceProcess & { child: ChildProcess }> {
+  // A port of our choosing that something else took meanwhile: try another (a given port stays).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnOn(args, env, readyUrl, port ?? freePort(), timeoutMs);
+    } catch (err) {
+      if (port !== undefined || attempt >= 5 || !(err instanceof Error && err.message.includes('EADDRINUSE'))) throw err;
+    }
+  }
+}
+
+async function spawnOn(
+  args: string[],
+  env: Record<string, string>,
+  readyUrl: (port: number) => string,
+  port: number,
+  timeoutMs: number,
 ): Promise<ServiceProcess & { child: ChildProcess }> {
   const started = performance.now();
   const child = spawn(process.execPath, args, { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
