@@ -31,14 +31,21 @@ function statOf(pid: number): [number, number] | undefined {
   }
 }
 
-/** The postmaster and its children (backends, walwriter, checkpointer...): their CPU in ms. */
-function clusterMs(postmaster: number): number {
-  let ticks = statOf(postmaster)?.[1] ?? 0;
+/** The postmaster and its children (backends, walwriter, checkpointer...): ticks by pid. */
+function clusterTicks(postmaster: number): Map<number, number> {
+  const out = new Map<number, number>([[postmaster, statOf(postmaster)?.[1] ?? 0]]);
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     const st = statOf(Number(d));
-    if (st && st[0] === postmaster) ticks += st[1];
+    if (st && st[0] === postmaster) out.set(Number(d), st[1]);
   }
+  return out;
+}
+
+/** CPU ms of the cluster between two readings: per process, a process born in between from 0. */
+function clusterMsBetween(a: Map<number, number>, b: Map<number, number>): number {
+  let ticks = 0;
+  for (const [pid, t] of b) ticks += t - (a.get(pid) ?? 0);
   return (ticks * 1000) / TICKS_PER_SECOND;
 }
 
@@ -53,11 +60,12 @@ const selfMs = () => {
 
 /**
  * Reads CPU at start() and end() (closedLoop calls both around the measured seconds, before any
- * connection of the load is closed: a process gone takes its time with it), then perEvent(n).
+ * connection of the load is closed), then perEvent(n). The cluster's figure counts each process
+ * from its own first reading; one that ends in between takes its time with it (a floor).
  * `postmaster` (postmasterOf) is the measured cluster's, if it runs on this machine.
  */
 export class CpuMeter {
-  private readings: Array<{ service: number; postgres: number; client: number }> = [];
+  private readings: Array<{ service: number; postgres: Map<number, number>; client: number }> = [];
 
   constructor(
     private readonly servicePid: number | undefined,
@@ -67,7 +75,7 @@ export class CpuMeter {
   private read() {
     this.readings.push({
       service: this.servicePid ? processMs(this.servicePid) : 0,
-      postgres: this.postmaster ? clusterMs(this.postmaster) : 0,
+      postgres: this.postmaster ? clusterTicks(this.postmaster) : new Map<number, number>(),
       client: selfMs(),
     });
   }
@@ -87,7 +95,7 @@ export class CpuMeter {
     const per = (ms: number) => Math.round((ms / Math.max(1, events)) * 1000) / 1000;
     return {
       service: this.servicePid ? per(b.service - a.service) : null,
-      postgres: this.postmaster ? per(b.postgres - a.postgres) : null,
+      postgres: this.postmaster ? per(clusterMsBetween(a.postgres, b.postgres)) : null,
       client: per(b.client - a.client),
     };
   }
