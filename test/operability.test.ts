@@ -72,12 +72,10 @@ describe('graceful shutdown of a real process', () => {
     const port = 10000 + Math.floor(Math.random() * 20000); // below the ephemeral range (32768+), where client sockets draw theirs
     const env: Record<string, string> = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, JWT_SECRET, LOG_LEVEL: 'info' } as any;
     delete env.DATABASE_URL;
-    if (TEST_DATABASE_URL) {
-      // the real Postgres of this run: the test file's own database is not reachable here, so use a fresh one
-      const db = await (await import('./helpers/app.js')).freshDatabase();
-      env.DATABASE_URL = (db as any).url;
-      afterAll(() => db.drop());
-    }
+    // On the real Postgres of this run: a fresh database of its own, dropped in the finally below
+    // (an afterAll registered inside a test never ran: every run left this database behind).
+    const db = TEST_DATABASE_URL ? await (await import('./helpers/app.js')).freshDatabase() : undefined;
+    if (db) env.DATABASE_URL = db.url!;
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
@@ -127,7 +125,9 @@ describe('graceful shutdown of a real process', () => {
       else expect(completedAt).toBeGreaterThan(-1);
     } finally {
       child.kill('SIGKILL');
+      await exited;
       rmSync(dataDir, { recursive: true, force: true });
+      await db?.drop();
     }
   }, 60_000);
 });
