@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { nextEvent, type BenchOrder, type FactoryClient } from './lib/fixtures.js';
-import { closedLoop, type LoadResult } from './lib/load.js';
+import { closedLoop, type LoadResult, type Meter } from './lib/load.js';
 
 const runId = randomBytes(4).toString('hex');
 let keySeq = 0;
@@ -10,7 +10,7 @@ const idempotencyKey = () => `bench-${runId}-${++keySeq}`;
  * ingest.single: each factory client posts one event at a time to its own orders, round robin,
  * with an Idempotency-Key, through POST /v1/orders/:id/events. Every reply must be a 201.
  */
-export async function ingestSingle(factories: FactoryClient[], o: { seconds: number; onTick?: (f: number) => void; meter?: { start(): void; end(): void } }): Promise<LoadResult> {
+export async function ingestSingle(factories: FactoryClient[], o: { seconds: number; onTick?: (f: number) => void; meter?: Meter }): Promise<LoadResult> {
   const cursors = factories.map(() => 0);
   return closedLoop({ workers: factories.length, seconds: o.seconds, onTick: o.onTick, meter: o.meter }, async (w) => {
     const f = factories[w]!;
@@ -43,7 +43,7 @@ export async function postBatch(f: FactoryClient, body: { events: unknown[] }): 
 /** ingest.batch: each factory client posts batches of `size` events, one for each of `size` of its orders. */
 export async function ingestBatch(
   factories: FactoryClient[],
-  o: { size: number; seconds: number; onTick?: (f: number) => void; meter?: { start(): void; end(): void } },
+  o: { size: number; seconds: number; onTick?: (f: number) => void; meter?: Meter },
 ): Promise<LoadResult> {
   const cursors = factories.map(() => 0);
   return closedLoop({ workers: factories.length, seconds: o.seconds, onTick: o.onTick, meter: o.meter }, async (w) => {

@@ -7,28 +7,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/auth/jwt.js';
 import { JWT_SECRET } from './helpers/app.js';
 import { skipWithoutRealPostgres } from './helpers/env.js';
-import { sharedDatabase, startServer, type ServerProcess } from './helpers/processes.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from './helpers/ingest-load.js';
+import { twoInstances, type ServerProcess } from './helpers/processes.js';
 
 describe.skipIf(skipWithoutRealPostgres())('API keys across instances', () => {
-  let db: Awaited<ReturnType<typeof sharedDatabase>>;
+  let instances: Awaited<ReturnType<typeof twoInstances>> | undefined;
   let A: ServerProcess;
   let B: ServerProcess;
   let admin: string;
   let factoryId: string;
 
   beforeAll(async () => {
-    db = await sharedDatabase();
-    [A, B] = await Promise.all([startServer({ DATABASE_URL: db.url }), startServer({ DATABASE_URL: db.url })]);
+    instances = await twoInstances();
+    ({ a: A, b: B } = instances);
     admin = await mintToken(JWT_SECRET, { sub: 'admin-test', role: 'admin' }, 3600);
     const f = await post(A, '/v1/factories', { name: 'Shangrao PCB 9', kind: 'fabrication', country: 'CN', timezone: 'Asia/Shanghai' });
     factoryId = f.id;
   }, 90_000);
-  afterAll(async () => {
-    await Promise.all([A?.kill('SIGTERM'), B?.kill('SIGTERM')]);
-    await db?.drop();
-  });
+  afterAll(() => instances?.stop());
 
   async function post(s: ServerProcess, path: string, body: unknown) {
     const r = await fetch(`${s.baseUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -55,7 +51,7 @@ describe.skipIf(skipWithoutRealPostgres())('API keys across instances', () => {
   it('an instance that lost its LISTEN connection refuses, on the next request, a key revoked meanwhile', async () => {
     const k = await post(A, `/v1/factories/${factoryId}/api-keys`, { label: 'mes 2' });
     expect([await statusWith(A, k.key), await statusWith(B, k.key)]).toEqual([200, 200]); // both keep it
-    const admin = new pg.Client({ connectionString: db.url });
+    const admin = new pg.Client({ connectionString: instances!.db.url });
     await admin.connect();
     try {
       // Every instance's listener goes (A's too: it does not matter who revokes).

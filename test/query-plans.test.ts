@@ -23,27 +23,27 @@ describe.skipIf(skipWithoutRealPostgres() || skipWithoutPostgresBinaries())('que
   // database of a cluster waits behind the oldest running one (the horizon is cluster-wide), so
   // on the shared cluster it held other test files' live events back for as long as it ran.
   let cluster: TempPostgres;
-  let shared: { database: Database };
+  let database: Database;
   const ops: Principal = { role: 'ops', sub: 'plans', expiresAt: new Date(Date.now() + 3600_000) };
   let customerId: string;
 
   beforeAll(async () => {
     cluster = await startTempPostgres();
-    shared = { database: await openDatabase({ url: cluster.url, poolSize: 4 }) };
-    await migrateToLatest(shared.database.db);
-    await generateWorld(shared.database, { ...WORLD_SIZES.small!, seed: 7 });
-    await shared.database.pool!.query('analyze');
-    customerId = (await shared.database.pool!.query('select customer_id from orders group by 1 order by count(*) desc limit 1')).rows[0].customer_id;
+    database = await openDatabase({ url: cluster.url, poolSize: 4 });
+    await migrateToLatest(database.db);
+    await generateWorld(database, { ...WORLD_SIZES.small!, seed: 7 });
+    await database.pool!.query('analyze');
+    customerId = (await database.pool!.query('select customer_id from orders group by 1 order by count(*) desc limit 1')).rows[0].customer_id;
   }, 120_000);
   afterAll(async () => {
-    await shared?.database.close();
+    await database?.close();
     await cluster?.remove();
   });
 
   async function plan(principal: Principal, query: Record<string, string>): Promise<Plan[]> {
     const q = listOrdersQuery.parse(query);
-    const compiled = listQuery(shared.database.db, principal, q, new Date()).query.compile();
-    const r = await shared.database.db.executeQuery<{ 'QUERY PLAN': Array<{ Plan: Plan }> }>(
+    const compiled = listQuery(database.db, principal, q, new Date()).query.compile();
+    const r = await database.db.executeQuery<{ 'QUERY PLAN': Array<{ Plan: Plan }> }>(
       CompiledQuery.raw(`explain (format json) ${compiled.sql}`, [...compiled.parameters]),
     );
     return nodes(r.rows[0]!['QUERY PLAN'][0]!.Plan);

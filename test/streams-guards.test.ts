@@ -10,7 +10,7 @@ import type { ClientToServerEvents, ServerToClientEvents, StreamedEvent, Subscri
 import { JWT_SECRET, startTestApp, type TestApp } from './helpers/app.js';
 import { skipWithoutRealPostgres } from './helpers/env.js';
 import { ApiClient } from './helpers/http.js';
-import { sharedDatabase, startServer, type ServerProcess } from './helpers/processes.js';
+import { twoInstances, type ServerProcess } from './helpers/processes.js';
 import { createWorld, type World } from './helpers/world.js';
 
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -668,7 +668,7 @@ describe('socket limits and slow consumers', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe.skipIf(skipWithoutRealPostgres())('two instances on one Postgres', () => {
-  let shared: Awaited<ReturnType<typeof sharedDatabase>>;
+  let instances: Awaited<ReturnType<typeof twoInstances>> | undefined;
   let a: ServerProcess;
   let b: ServerProcess;
   let adminA: ApiClient;
@@ -678,9 +678,8 @@ describe.skipIf(skipWithoutRealPostgres())('two instances on one Postgres', () =
   let factoryId: string;
 
   beforeAll(async () => {
-    shared = await sharedDatabase();
-    const env = { DATABASE_URL: shared.url, ALERTS_INTERVAL_MS: '200' };
-    [a, b] = await Promise.all([startServer(env), startServer(env)]);
+    instances = await twoInstances({ ALERTS_INTERVAL_MS: '200' });
+    ({ a, b } = instances);
     adminA = new ApiClient(a.baseUrl).as(await mintToken(JWT_SECRET, { sub: 'admin-proc', role: 'admin' }));
     opsA = new ApiClient(a.baseUrl).as(await mintToken(JWT_SECRET, { sub: 'ops-proc', role: 'ops' }));
     opsTokenB = await mintToken(JWT_SECRET, { sub: 'ops-proc-b', role: 'ops' });
@@ -691,10 +690,7 @@ describe.skipIf(skipWithoutRealPostgres())('two instances on one Postgres', () =
     expect(f.status, f.text).toBe(201);
     factoryId = f.body.id;
   }, 90_000);
-  afterAll(async () => {
-    await Promise.all([a?.kill(), b?.kill()]);
-    await shared?.drop();
-  }, 30_000);
+  afterAll(() => instances?.stop(), 30_000);
 
   it('closes a socket on instance B within 1 s of its key being revoked through instance A', async () => {
     const created = await adminA.post(`/v1/factories/${factoryId}/api-keys`, { label: 'cross-instance' });

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { BenchOrder } from '../lib/fixtures.js';
-import { closedLoop, type LoadResult } from '../lib/load.js';
+import { closedLoop, type LoadResult, type Meter } from '../lib/load.js';
 
 // The simplest durable append, straight from node-pg: one statement (its own transaction, with
 // synchronous commit) that advances the order's seq and inserts the event with it. No HTTP, no
@@ -18,7 +18,7 @@ const APPEND = `with o as (
 export async function pgIngestCeiling(
   url: string,
   ordersByWorker: BenchOrder[][],
-  o: { perTransaction: number; seconds: number; onTick?: (f: number) => void; meter?: { start(): void; end(): void } },
+  o: { perTransaction: number; seconds: number; onTick?: (f: number) => void; meter?: Meter },
 ): Promise<LoadResult> {
   const pool = new pg.Pool({ connectionString: url, max: ordersByWorker.length });
   const cursors = ordersByWorker.map(() => 0);

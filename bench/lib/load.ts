@@ -1,5 +1,11 @@
 import { nowMs } from './stats.js';
 
+/** Told when the measured seconds start and end (bench/lib/cpu.ts reads CPU then). */
+export interface Meter {
+  start(): void;
+  end(): void;
+}
+
 export interface LoadResult {
   /** Units of work done per second (events, not requests). */
   perSec: number;
@@ -14,7 +20,7 @@ export interface LoadResult {
  * up. `once` returns how many units (events) the call did. A warm-up runs first, unmeasured.
  */
 export async function closedLoop(
-  o: { workers: number; seconds: number; warmupSeconds?: number; onTick?: (fraction: number) => void; meter?: { start(): void; end(): void } },
+  o: { workers: number; seconds: number; warmupSeconds?: number; onTick?: (fraction: number) => void; meter?: Meter },
   once: (worker: number) => Promise<number>,
 ): Promise<LoadResult> {
   const run = async (seconds: number, record: boolean) => {

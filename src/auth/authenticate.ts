@@ -24,22 +24,18 @@ export function createAuthenticator(db: Kysely<DB>, jwt: JwtVerifier, keys = new
     if (apiKey !== undefined) {
       const parsed = parseApiKey(apiKey);
       if (!parsed) throw unauthorized('API key invalid');
-      let row: KeyRow | undefined = keys.get(parsed.id);
+      let row: (KeyRow & { revoked_at?: Date | null }) | undefined = keys.get(parsed.id);
       if (!row) {
         const since = keys.begin();
-        const found = await db
+        row = await db
           .selectFrom('api_keys')
           .select(['factory_id', 'secret_hash', 'revoked_at'])
           .where('id', '=', parsed.id)
           .executeTakeFirst();
-        if (found?.revoked_at) {
-          if (!secretMatches(parsed.secret, found.secret_hash)) throw unauthorized('API key invalid');
-          throw unauthorized('API key revoked');
-        }
-        if (found) keys.put(parsed.id, found, since);
-        row = found;
+        if (row && !row.revoked_at) keys.put(parsed.id, row, since);
       }
       if (!row || !secretMatches(parsed.secret, row.secret_hash)) throw unauthorized('API key invalid');
+      if (row.revoked_at) throw unauthorized('API key revoked');
       return { role: 'factory', factoryId: row.factory_id, keyId: parsed.id };
     }
     if (bearer !== undefined) return jwt.verify(bearer);

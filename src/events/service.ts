@@ -216,9 +216,10 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     const writes: OrderWrite[] = [];
     const facts: Fact[] = [];
     for (const [id, state] of current) {
-      const { row, state: before } = locked.get(id)!;
+      const loadedView = locked.get(id)!;
+      const { row, state: before } = loadedView;
       if (state === before) {
-        committed.push(locked.get(id)!);
+        committed.push(loadedView);
         continue;
       }
       const columns = orderColumns(state, derive(state, now), now);

@@ -35,10 +35,6 @@ export class OrderStateCache {
 
   constructor(private readonly capacity = 20_000) {}
 
-  get size(): number {
-    return this.entries.size;
-  }
-
   get(id: string): WriteView | undefined {
     return this.entries.get(id);
   }
@@ -49,10 +45,6 @@ export class OrderStateCache {
     this.entries.delete(id);
     if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(id, view);
-  }
-
-  forget(id: string): void {
-    this.entries.delete(id);
   }
 
   views(): IterableIterator<WriteView> {

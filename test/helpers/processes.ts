@@ -89,3 +89,23 @@ async function startServerOn(port: number, env: Record<string, string>): Promise
     },
   };
 }
+
+/** Two server processes on one fresh shared database; `stop` ends both and drops it. */
+export async function twoInstances(env: Record<string, string> = {}): Promise<{
+  db: Awaited<ReturnType<typeof sharedDatabase>>;
+  a: ServerProcess;
+  b: ServerProcess;
+  stop(): Promise<void>;
+}> {
+  const db = await sharedDatabase();
+  const [a, b] = await Promise.all([startServer({ DATABASE_URL: db.url, ...env }), startServer({ DATABASE_URL: db.url, ...env })]);
+  return {
+    db,
+    a,
+    b,
+    async stop() {
+      await Promise.all([a.kill(), b.kill()]);
+      await db.drop();
+    },
+  };
+}
