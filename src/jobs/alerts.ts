@@ -13,39 +13,61 @@ const ALERTS_LOCK = [74, 2] as const;
 const unfinished = sql<SqlBool>`status in ('open', 'on_hold', 'shipped')`;
 
 /**
+ * Where a drain of the alert backlog stands: the candidates of each kind before these instants
+ * were looked at by earlier passes of the same drain (see scheduleAlerts).
+ */
+export interface AlertCursor {
+  lateFrom?: Date;
+  atRiskFrom?: Date;
+}
+
+/**
  * Raises the alerts that time alone causes: `became_late` when an order passes its promised date
  * undelivered, `became_at_risk` when its projected completion passes the promise. Each once per
  * transition: a flag on the order remembers it (the at-risk flag is cleared when a later event
  * makes the order safe again). Every instance runs it; the advisory lock makes one act at a time.
  */
-export async function raiseTimeAlerts(database: Database, now = new Date(), limit = PASS): Promise<number> {
+export async function raiseTimeAlerts(
+  database: Database,
+  now = new Date(),
+  limit = PASS,
+  from: AlertCursor = {},
+): Promise<{ raised: number; next: AlertCursor }> {
   return database.db.transaction().execute(async (tx) => {
+    const none = { raised: 0, next: from };
     const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${ALERTS_LOCK[0]}, ${ALERTS_LOCK[1]}) as locked`.execute(tx);
-    if (!rows[0]?.locked) return 0;
+    if (!rows[0]?.locked) return none;
+    // A pass starts where the drain's last one stopped: the partial indexes below keep the entries
+    // of orders alerted by earlier passes until vacuum, and walking them again on every pass cost
+    // 56 ms and 32,000 buffers per pass while a fresh 2,000,000-order world drained (BENCHMARKS.md).
     const late = await tx
       .selectFrom('orders')
-      .select('id')
+      .select(['id', 'due_at'])
       .where(unfinished)
       .where('late_alerted', '=', false)
       .where('due_at', '<', now)
       // Paused by the customer before its due date: not late (flagsAt), so never a candidate,
       // or such orders would fill every pass at the head of this list and starve the others.
       .where(sql<SqlBool>`(status = 'on_hold' and hold_cause = 'engineering_query' and held_at <= due_at) is not true`)
+      .$if(from.lateFrom !== undefined, (q) => q.where('due_at', '>=', from.lateFrom!))
       .orderBy('due_at')
       .limit(limit)
       .execute();
     const atRisk = await tx
       .selectFrom('orders')
-      .select('id')
+      .select(['id', 'at_risk_at'])
       .where(unfinished)
       .where('at_risk_alerted', '=', false)
       .where('at_risk_at', '<', now)
       .where('due_at', '>=', now)
+      .$if(from.atRiskFrom !== undefined, (q) => q.where('at_risk_at', '>=', from.atRiskFrom!))
       .orderBy('at_risk_at')
       .limit(limit)
       .execute();
+    // Ties stay in: the next pass starts at the last instant read, not after it.
+    const next: AlertCursor = { lateFrom: late.at(-1)?.due_at ?? from.lateFrom, atRiskFrom: atRisk.at(-1)?.at_risk_at ?? from.atRiskFrom };
     const ids = [...new Set([...late, ...atRisk].map((r) => r.id))];
-    if (!ids.length) return 0;
+    if (!ids.length) return none;
     await lockOrdersForWrite(tx, ids);
     const orders = await loadOrders(tx, ids);
     const events: NewEvent[] = [];
@@ -81,7 +103,7 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
         },
       });
     }
-    if (!events.length) return 0;
+    if (!events.length) return { raised: 0, next };
     // One statement for every order of the pass: a statement per order kept the transaction open
     // for a second at 1,000 orders, and every stream waits for the oldest running transaction.
     await sql`
@@ -91,7 +113,7 @@ export async function raiseTimeAlerts(database: Database, now = new Date(), limi
         as v(id, seq, late)
       where o.id = v.id`.execute(tx);
     await insertEvents(tx, events);
-    return events.length;
+    return { raised: events.length, next };
   });
 }
 
@@ -103,8 +125,15 @@ export function scheduleAlerts(database: Database, everyMs: number, afterRaise: 
     running = true;
     (async () => {
       // Short passes until none is left to announce (a backlog after an outage or a bulk load),
-      // at most 100 per tick so that one tick ends.
-      for (let pass = 0; pass < 100 && (await raiseTimeAlerts(database)) > 0; pass++) afterRaise();
+      // at most 100 per tick so that one tick ends. Each tick starts from the beginning: an order
+      // can become late or at risk at an instant a drain had already passed.
+      let from: AlertCursor = {};
+      for (let pass = 0; pass < 100; pass++) {
+        const { raised, next } = await raiseTimeAlerts(database, new Date(), PASS, from);
+        if (!raised) break;
+        from = next;
+        afterRaise();
+      }
     })()
       .catch(onError)
       .finally(() => (running = false));
