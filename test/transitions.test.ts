@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
 import { loadOrders } from '../src/orders/repository.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import type { ApiClient, Reply } from './helpers/http.js';
@@ -934,5 +935,49 @@ describe('orders kept between writes', () => {
       compared++;
     }
     expect(compared).toBeGreaterThan(20);
+  });
+
+  // A write to orders the instance keeps goes in one flight with its commit (events/kept-append.ts),
+  // guarded: if another instance moved the order, or the key was used before, it is redone the
+  // long way. Two instances of the app on one database, each with its own kept orders.
+  it('take one round trip, and are redone the long way when another instance moved the order or a key repeats', async () => {
+    const other = await buildApp({ config: t.config, database: t.database, logger: false });
+    try {
+      const fabB = w.fab.api.at(await other.listen({ port: 0, host: '127.0.0.1' }));
+      const paths = async () => {
+        const text = (await t.api.get('/metrics')).text;
+        const n = (path: string) => Number(new RegExp(`orderstream_append_transactions_total\\{path="${path}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+        return { kept: n('kept'), stale: n('stale'), loaded: n('loaded') };
+      };
+      const o = await w.createOrder();
+      await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 10 }, 201, key());
+      const before = await paths();
+      const second = await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 20 }, 201, key());
+      expect(second.seq).toBe(3);
+      expect((await paths()).kept - before.kept, 'a kept order takes the short way').toBeGreaterThanOrEqual(1);
+
+      // B writes the order: A's kept order is one seq behind.
+      await w.post(fabB, o.id, { type: 'stage_progress', stage: 'review', progress: 30 }, 201, key());
+      const beforeStale = await paths();
+      const fourth = await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 40 }, 201, key());
+      expect([fourth.seq, fourth.data.progress]).toEqual([5, 40]);
+      // Judged on the moved order, not the kept one: B's 30 stands before it.
+      await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 35 }, 409, key());
+      const after = await paths();
+      expect(after.stale - beforeStale.stale, 'the short way found the order moved').toBeGreaterThanOrEqual(1);
+
+      // A retry of a kept order's write: the guard sees the key, the long way replays it.
+      const k = key();
+      const first = await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 50 }, 201, k);
+      const again = await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'review', progress: 50 }, 200, k);
+      expect(again.id).toBe(first.id);
+
+      const events = await eventsOf(o.id);
+      expectGaplessAndOrdered(events);
+      expect(events.filter((e) => e.type === 'stage_progress').map((e) => e.data.progress)).toEqual([10, 20, 30, 40, 50]);
+      expect((await orderOf(o.id)).lastSeq).toBe(events.length);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely } from 'kysely';
+import { fixedStatement } from '../db/fixed.js';
 import { prepared, type Flight } from '../db/flight.js';
 import type { DB, OrderRow, OrdersTable } from '../db/schema.js';
 import { claimOutcomes, lostClaimsQuery, type Claim, type ClaimOutcome } from '../idempotency/store.js';
@@ -30,6 +31,26 @@ const byScopeAndKey = (a: ScopedClaim, b: ScopedClaim) => {
   return x < y ? -1 : x > y ? 1 : 0;
 };
 
+/** The claims as claimsInsert's `keys` value: one JSON array, sorted. */
+export function claimsValue(claims: ScopedClaim[]): string {
+  const sorted = [...claims].sort(byScopeAndKey);
+  return JSON.stringify(sorted.map((c) => ({ scope: c.scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })));
+}
+
+/**
+ * The claims (claimsValue) as an insert to head a statement (`with claimed as (...)`, returning
+ * scope and key of each claim won). Inserted in one sorted order, so two writers sharing keys
+ * cannot deadlock.
+ */
+export const claimsInsert = (keys: never) => sql`
+      insert into idempotency_keys (scope, key, request_hash, resource_id)
+      select k.scope, k.key, k.request_hash, k.resource_id
+      from rows from (jsonb_to_recordset(${keys}::jsonb) as (scope text, key text, request_hash text, resource_id uuid))
+        with ordinality as k(scope, key, request_hash, resource_id, n)
+      order by k.n
+      on conflict (scope, key) do nothing
+      returning scope, key`;
+
 // Every column of orders by name, not o.*: the statement is prepared, and a prepared statement
 // whose result changes shape (a migration adding a column under a running instance) fails.
 const ORDER_COLUMNS = { id: 1, external_ref: 1, customer_id: 1, customer_country: 1, engineer_id: 1, product: 1, quantity: 1, status: 1,
@@ -45,39 +66,29 @@ const readColumns = sql.join(
 );
 
 /**
- * The idempotency claims (see claimKeys) and the orders with their steps, in one statement: an
+ * The idempotency claims (see claimsInsert) and the orders with their steps, in one statement: an
  * append is a chain of round trips and this saves one. Run it once the orders' locks are held:
  * the statement's snapshot is taken after them, so it reads what the previous writer committed.
- * Claims are inserted in one sorted order, so two writers sharing keys cannot deadlock. Orders are
- * read whatever the claims give; the caller ignores those whose request is a replay.
+ * Orders are read whatever the claims give; the caller ignores those whose request is a replay.
  * Read its rows with claimedAndLoaded.
  */
-export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderIds: string[], kept: KeptOrders = new Map()): CompiledQuery {
-  const sorted = [...claims].sort(byScopeAndKey);
-  const keys = JSON.stringify(
-    sorted.map((c) => ({ scope: c.scope, key: c.key, request_hash: c.hash, resource_id: c.resourceId })),
-  );
-  const ids = [...new Set(orderIds)];
-  // The seq of each order the caller keeps (orders/state-cache.ts); -1 reads the order in full.
-  const seqs = ids.map((id) => kept.get(id)?.row.last_seq ?? -1);
-  return prepared(
-    sql`
-    with claimed as (
-      insert into idempotency_keys (scope, key, request_hash, resource_id)
-      select k.scope, k.key, k.request_hash, k.resource_id
-      from rows from (jsonb_to_recordset(${keys}::jsonb) as (scope text, key text, request_hash text, resource_id uuid))
-        with ordinality as k(scope, key, request_hash, resource_id, n)
-      order by k.n
-      on conflict (scope, key) do nothing
-      returning scope, key)
+const claimAndLoad = fixedStatement(['keys', 'ids', 'seqs'], (db, v) =>
+  sql`
+    with claimed as (${claimsInsert(v.keys)})
     select ${readColumns}, case when o.kept then null else ${stepsJson} end as steps_json, o.kept,
       (select coalesce(json_agg(claimed), '[]') from claimed) as won
     from (select 1) as one
     left join (
       select ${orderColumns}, o.last_seq = k.seq as kept
-      from unnest(${ids}::uuid[], ${seqs}::int[]) as k(id, seq) join orders o on o.id = k.id
+      from unnest(${v.ids}::uuid[], ${v.seqs}::int[]) as k(id, seq) join orders o on o.id = k.id
     ) o on true`.compile(db),
-  );
+);
+
+export function claimAndLoadQuery(db: Kysely<DB>, claims: ScopedClaim[], orderIds: string[], kept: KeptOrders = new Map()): CompiledQuery {
+  const ids = [...new Set(orderIds)];
+  // The seq of each order the caller keeps (orders/state-cache.ts); -1 reads the order in full.
+  const seqs = ids.map((id) => kept.get(id)?.row.last_seq ?? -1);
+  return prepared(claimAndLoad(db, { keys: claimsValue(claims), ids, seqs }));
 }
 
 type Row = OrderRow & { steps_json: StepJson[] | null; kept: boolean | null; won: Array<{ scope: string; key: string }> };

@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { fixedStatement } from '../db/fixed.js';
 import { prepared } from '../db/flight.js';
 import type { DB } from '../db/schema.js';
 import { encodeCursor } from './cursor.js';
@@ -129,39 +130,52 @@ const assignments = (columns: readonly string[]) => sql.join(columns.map((c) => 
  * changes make (ops/facts.ts), in one statement of the caller's transaction: rows travel as JSON
  * and are typed by the tables' own row types, so one round trip serves one event or five hundred.
  * Events keep their given order (their pos follows it), and get their cursor from this
- * transaction's id. Its rows are the events (eventsOf); no statement when nothing is written.
+ * transaction's id. Its rows are the events (eventsOf). The `= any(ids)` conditions repeat the
+ * joins' keys as arrays the planner can count: without them it guesses 100 rows from the JSON
+ * and hash-joins a sequential scan of the whole table.
  */
-export function appendAndProjectQuery(db: Kysely<DB>, events: NewEvent[], writes: OrderWrite[], facts: Fact[] = []): CompiledQuery | undefined {
-  if (!events.length && !writes.length && !facts.length) return undefined;
-  const eventRows = events.map(eventRow);
-  const orderRows = writes.map((w) => w.order);
-  const stepRows = writes.flatMap((w) => w.steps);
-  // The `= any(ids)` conditions repeat the joins' keys as arrays the planner can count: without
-  // them it guesses 100 rows from the JSON and hash-joins a sequential scan of the whole table.
-  return prepared(
+const appendAndProject = fixedStatement(
+  ['orders', 'orderIds', 'steps', 'stepOrderIds', 'facts', 'events'],
+  (db, v) =>
     sql`
     with
     orders_written as (
       update orders o set ${assignments(ORDER_SET)}, at_risk_alerted = coalesce(v.at_risk_alerted, o.at_risk_alerted)
-      from jsonb_populate_recordset(null::orders, ${JSON.stringify(orderRows)}::jsonb) v
-      where o.id = v.id and o.id = any(${orderRows.map((o) => o.id)}::uuid[])
+      from jsonb_populate_recordset(null::orders, ${v.orders}::jsonb) v
+      where o.id = v.id and o.id = any(${v.orderIds}::uuid[])
       returning o.id),
     steps_written as (
       update order_steps s set ${assignments(STEP_SET)}
-      from jsonb_populate_recordset(null::order_steps, ${JSON.stringify(stepRows)}::jsonb) v
-      where s.order_id = v.order_id and s.position = v.position and s.order_id = any(${[...new Set(stepRows.map((r) => r.order_id as string))]}::uuid[])
+      from jsonb_populate_recordset(null::order_steps, ${v.steps}::jsonb) v
+      where s.order_id = v.order_id and s.position = v.position and s.order_id = any(${v.stepOrderIds}::uuid[])
       returning s.order_id),
     facts_written as (
       insert into kpi_facts (kind, key, day, n, hours, planned_hours, on_time)
       select kind, key, day, coalesce(n, 1), hours, planned_hours, on_time
-      from jsonb_populate_recordset(null::kpi_facts, ${JSON.stringify(facts)}::jsonb)
+      from jsonb_populate_recordset(null::kpi_facts, ${v.facts}::jsonb)
       returning id),
     appended as (
       insert into events (id, order_id, customer_id, seq, type, stage, factory_id, actor, occurred_at, data)
       select id, order_id, customer_id, seq, type, stage, factory_id, actor, occurred_at, data
-      from jsonb_populate_recordset(null::events, ${JSON.stringify(eventRows)}::jsonb) with ordinality as e
+      from jsonb_populate_recordset(null::events, ${v.events}::jsonb) with ordinality as e
       order by e.ordinality
       returning id, order_id, seq, type, stage, factory_id, actor, occurred_at, recorded_at, data, txid::text as txid, pos)
     select * from appended`.compile(db),
+);
+
+/** The statement of appendAndProject for these events and writes; none when nothing is written. */
+export function appendAndProjectQuery(db: Kysely<DB>, events: NewEvent[], writes: OrderWrite[], facts: Fact[] = []): CompiledQuery | undefined {
+  if (!events.length && !writes.length && !facts.length) return undefined;
+  const orderRows = writes.map((w) => w.order);
+  const stepRows = writes.flatMap((w) => w.steps);
+  return prepared(
+    appendAndProject(db, {
+      orders: JSON.stringify(orderRows),
+      orderIds: orderRows.map((o) => o.id),
+      steps: JSON.stringify(stepRows),
+      stepOrderIds: [...new Set(stepRows.map((r) => r.order_id as string))],
+      facts: JSON.stringify(facts),
+      events: JSON.stringify(events.map(eventRow)),
+    }),
   );
 }

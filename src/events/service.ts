@@ -2,18 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { principalId, type Principal } from '../auth/principal.js';
 import type { WriteTransaction } from '../db/flight.js';
-import type { DB, OrderRow } from '../db/schema.js';
+import type { DB } from '../db/schema.js';
 import { forbidden, idempotencyMismatch, problem, ProblemError, validationProblem, type Problem } from '../http/problems.js';
-import { releaseKeysQuery, requestHash, type ClaimOutcome } from '../idempotency/store.js';
-import type { OrderState } from '../orders/model.js';
-import { derive } from '../orders/projection.js';
-import { changedSteps, cloneState, lockOrdersQuery, orderColumns } from '../orders/repository.js';
-import { countedOf, orderFacts, type Fact } from '../ops/facts.js';
-import { maySee } from '../orders/service.js';
-import { viewAfterWrite, type OrderStateCache, type WriteView } from '../orders/state-cache.js';
+import { requestHash, type ClaimOutcome } from '../idempotency/store.js';
+import { lockOrdersQuery } from '../orders/repository.js';
+import type { OrderStateCache, WriteView } from '../orders/state-cache.js';
 import { claimAndLoadQuery, claimedAndLoaded, claimName, type ClaimedAndLoaded, type KeptOrders, type ScopedClaim } from './claim-and-load.js';
-import { appendAndProjectQuery, eventsByIdQuery, eventsOf, type NewEvent, type OrderWrite } from './repository.js';
-import { applyEvent, shippingOwners } from './rules.js';
+import { attachEvents, judge, type Judging } from './judge.js';
+import { claimIfKeptQuery, isStaleAppend } from './kept-append.js';
+import { eventsByIdQuery, eventsOf } from './repository.js';
 import { eventInputSchema, type Event, type EventInput } from './schemas.js';
 
 /** One status update to append: from a single POST or one item of a batch. */
@@ -23,6 +20,8 @@ export interface AppendRequest {
   body: unknown;
   /** Where the item's fields sit in the request, for error paths: `body` or `events[3]`. */
   path: string;
+  /** The body was validated against eventInputSchema already (the single POST's route schema). */
+  validated?: boolean;
 }
 
 export interface AppendResult {
@@ -35,6 +34,8 @@ export interface AppendObserver {
   accepted(type: string): void;
   rejected(type: string, problem: string): void;
   replayed(): void;
+  /** How a transaction went: on kept orders in one flight, found stale and redone, or on loaded orders. */
+  transaction?(path: 'kept' | 'stale' | 'loaded'): void;
 }
 
 const FUTURE_TOLERANCE_MS = 5 * 60_000;
@@ -44,9 +45,13 @@ const failure = (err: ProblemError): AppendResult => ({ status: err.status, erro
 
 /** Validates an item on its own: its schema, its time, and whether this kind of caller may post its type. */
 function parseItem(p: Principal, req: AppendRequest, now: Date): EventInput | ProblemError {
-  const parsed = eventInputSchema.safeParse(req.body);
-  if (!parsed.success) return validationProblem(parsed.error.issues, req.path);
-  const input = parsed.data;
+  let input: EventInput;
+  if (req.validated) input = req.body as EventInput;
+  else {
+    const parsed = eventInputSchema.safeParse(req.body);
+    if (!parsed.success) return validationProblem(parsed.error.issues, req.path);
+    input = parsed.data;
+  }
   if (input.occurredAt && new Date(input.occurredAt).getTime() > now.getTime() + FUTURE_TOLERANCE_MS) {
     const path = `${req.path}.occurredAt`;
     return new ProblemError(400, 'validation-failed', `invalid ${path}`, {
@@ -57,19 +62,6 @@ function parseItem(p: Principal, req: AppendRequest, now: Date): EventInput | Pr
     return forbidden(`factory systems may not post ${input.type}; ops do`);
   }
   return input;
-}
-
-/** A factory posts only for the steps assigned to it (shipping: the shipping step or the route's last). */
-function checkOwnership(p: Principal, state: OrderState, input: EventInput): ProblemError | undefined {
-  if (p.role !== 'factory') return undefined;
-  if (input.type === 'shipped' || input.type === 'delivered') {
-    return shippingOwners(state).has(p.factoryId) ? undefined : forbidden(`only the shipping factory of this order may post ${input.type}`);
-  }
-  const stage = 'stage' in input ? input.stage : undefined;
-  if (!stage) return undefined;
-  const step = state.steps.find((s) => s.stage === stage);
-  if (step && step.factoryId !== p.factoryId) return forbidden(`stage ${stage} of this order is assigned to another factory`);
-  return undefined;
 }
 
 /** What appends write with: the database (queries are built on it) and its write transactions. */
@@ -110,11 +102,12 @@ export async function appendEvents(
  * projection is advanced, while a refused item changes nothing. Orders are locked, so writes to
  * one order queue and writes to different orders never wait for each other. Each item is checked
  * against its own caller (what it may post, which orders it may see, whose keys it claims).
- * Results come back in the items' order.
+ * Results come back in the items' order. Orders this instance keeps take the short way (one
+ * round trip, appendKept), the others and anything the short way finds stale the long way.
  */
 export async function appendItems(w: Writer, items: AppendItem[], observer?: AppendObserver, now = new Date()): Promise<AppendResult[]> {
   const db = w.db;
-  const results: Array<AppendResult | undefined> = new Array(items.length);
+  let results: Array<AppendResult | undefined> = new Array(items.length);
   const scopes = items.map((it) => principalId(it.principal));
   const inputs = items.map((it) =>
     it.principal.role === 'customer' ? forbidden('customers read orders; they do not post events') : parseItem(it.principal, it, now),
@@ -146,104 +139,26 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
     else sameKeyAs.set(i, earlier.first);
   });
 
-  // The orders as committed by this transaction, kept once it has committed.
-  const committed: WriteView[] = [];
-  await w.transaction(async (flight) => {
-    const candidates = items.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
-    const orderIds = candidates.map((i) => items[i]!.orderId);
-    const kept: KeptOrders = new Map();
-    for (const id of orderIds) {
-      const view = w.orders?.get(id);
-      if (view) kept.set(id, view);
+  const candidates = items.map((_, i) => i).filter((i) => !results[i] && !sameKeyAs.has(i));
+  const judging: Judging = { db: w.db, items, inputs, scopes, claimOf, now };
+  const claimed = [...claims.values()];
+  const kept = candidates.length ? keptOrders(w, candidates.map((i) => items[i]!.orderId)) : undefined;
+  let written: Written | undefined;
+  if (kept) {
+    try {
+      written = await appendKept(w, judging, candidates, claimed, kept, [...results]);
+      observer?.transaction?.('kept');
+    } catch (err) {
+      if (!isStaleAppend(err)) throw err;
+      observer?.transaction?.('stale');
     }
-    // First flight: the order locks, before anything writes (see lockOrdersForWrite), then in one
-    // statement the claims (the first write) and the orders as their locks let them be.
-    let loaded: ClaimedAndLoaded = { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, { row: OrderRow; state: OrderState }>() };
-    if (candidates.length) {
-      const claimed = [...claims.values()];
-      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, claimed, orderIds, kept)]);
-      loaded = await claimedAndLoaded(db, rows!, claimed, flight, kept);
-    }
-    const { outcomes, orders: locked } = loaded;
-    const replays = new Map<number, string>();
-    for (const [name, c] of claims) {
-      const o = outcomes.get(name)!;
-      if (o.kind === 'mismatch') results[c.first] = { status: 422, error: idempotencyProblem() };
-      else if (o.kind === 'replay') replays.set(c.first, o.resourceId);
-    }
-
-    const pending = candidates.filter((i) => !results[i] && !replays.has(i));
-    const current = new Map<string, OrderState>();
-    for (const [id, { state }] of locked) current.set(id, state);
-
-    const events: NewEvent[] = [];
-    const failedKeys = new Map<string, string[]>();
-    for (const i of pending) {
-      const req = items[i]!;
-      const p = req.principal;
-      const input = inputs[i] as EventInput;
-      const entry = locked.get(req.orderId);
-      const state = current.get(req.orderId);
-      try {
-        if (!entry || !state || !maySee(p, entry.row, state.steps.map((s) => ({ factory_id: s.factoryId })))) {
-          throw new ProblemError(404, 'not-found', 'order not found');
-        }
-        const denied = checkOwnership(p, state, input);
-        if (denied) throw denied;
-        const next = cloneState(state);
-        const at = input.occurredAt ? new Date(input.occurredAt) : now;
-        const recorded = applyEvent(next, input, at);
-        next.lastSeq += 1;
-        current.set(req.orderId, next);
-        events.push({
-          id: claimOf(i)?.resourceId || randomUUID(),
-          orderId: req.orderId,
-          customerId: state.customerId,
-          seq: next.lastSeq,
-          type: input.type,
-          ...recorded,
-          actor: scopes[i]!,
-          occurredAt: at,
-        });
-        results[i] = { status: 201 };
-      } catch (err) {
-        if (!(err instanceof ProblemError)) throw err;
-        results[i] = failure(err);
-        if (req.idempotencyKey) failedKeys.set(scopes[i]!, [...(failedKeys.get(scopes[i]!) ?? []), req.idempotencyKey]);
-      }
-    }
-
-    const writes: OrderWrite[] = [];
-    const facts: Fact[] = [];
-    for (const [id, state] of current) {
-      const loadedView = locked.get(id)!;
-      const { row, state: before } = loadedView;
-      if (state === before) {
-        committed.push(loadedView);
-        continue;
-      }
-      const columns = orderColumns(state, derive(state, now), now);
-      writes.push({ order: { id, ...columns }, steps: changedSteps(before, state) });
-      committed.push(viewAfterWrite(row, columns, state));
-      const after = countedOf({ ...columns, customer_country: row.customer_country });
-      facts.push(...orderFacts({ counted: countedOf(row), state: before }, { counted: after, state }));
-    }
-    // Second flight, with the commit: the events, the orders' projections, their steps and KPI
-    // facts (one statement), the keys of refused items given back, the replays' events.
-    const append = appendAndProjectQuery(db, events, writes, facts);
-    const release = [...failedKeys].map(([scope, keys]) => releaseKeysQuery(db, scope, keys)!);
-    const replayed = eventsByIdQuery(db, [...replays.values()]);
-    const answers = await flight.run([...(append ? [append] : []), ...release, ...(replayed ? [replayed] : [])], { commit: true });
-
-    const byId = new Map(eventsOf(append ? answers[0]! : []).map((e) => [e.id, e]));
-    let k = 0;
-    for (const i of pending) if (results[i]!.status === 201) results[i]!.event = byId.get(events[k++]!.id);
-    const replayedById = new Map(eventsOf(replayed ? answers.at(-1)! : []).map((e) => [e.id, e]));
-    for (const [i, eventId] of replays) {
-      const event = replayedById.get(eventId);
-      results[i] = event ? { status: 200, event } : { status: 409, error: problem(409, 'idempotency-key-in-use', 'this Idempotency-Key belongs to another kind of request') };
-    }
-  });
+  }
+  if (!written) {
+    written = await appendLoaded(w, judging, candidates, claims, results);
+    if (candidates.length) observer?.transaction?.('loaded');
+  }
+  const { committed } = written;
+  results = written.results;
 
   for (const view of committed) w.orders?.put(view);
   for (const [i, first] of sameKeyAs) {
@@ -263,3 +178,102 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
 }
 
 const idempotencyProblem = (): Problem => idempotencyMismatch().toProblem();
+
+/** Every order of the items, if this instance keeps them all (orders/state-cache.ts). */
+function keptOrders(w: Writer, orderIds: string[]): KeptOrders | undefined {
+  if (!w.orders) return undefined;
+  const kept: KeptOrders = new Map();
+  for (const id of orderIds) {
+    const view = w.orders.get(id);
+    if (!view) return undefined;
+    kept.set(id, view);
+  }
+  return kept;
+}
+
+/** The answers of a committed transaction, and its orders as committed, to keep. */
+interface Written {
+  results: Array<AppendResult | undefined>;
+  committed: WriteView[];
+}
+
+/**
+ * The short way, when this instance keeps every order: the items are judged on the kept orders
+ * before anything is sent, and the locks, a guard, the append and the commit go to Postgres in
+ * one flight: one round trip for the whole transaction. The guard (claimIfKeptQuery) fails it
+ * if any order moved since or any key was claimed before: the caller then takes the long way.
+ */
+async function appendKept(
+  w: Writer,
+  j: Judging,
+  candidates: number[],
+  claims: ScopedClaim[],
+  kept: KeptOrders,
+  results: Array<AppendResult | undefined>,
+): Promise<Written> {
+  const judged = judge(j, candidates, kept, results);
+  const orderIds = candidates.map((i) => j.items[i]!.orderId);
+  await w.transaction(async (flight) => {
+    const { append, release } = judged;
+    const answers = await flight.run(
+      [lockOrdersQuery(w.db, orderIds)!, claimIfKeptQuery(w.db, claims, kept), ...(append ? [append] : []), ...release],
+      { commit: true },
+    );
+    attachEvents(results, candidates, judged.events, append ? answers[2]! : []);
+  });
+  return { results, committed: judged.committed };
+}
+
+/**
+ * The long way: the locks, then the claims and the orders in one statement (orders this instance
+ * keeps come back only if they moved), the items judged on them, then the append with the commit.
+ * Retries are answered here, with the event their key first made.
+ */
+async function appendLoaded(
+  w: Writer,
+  j: Judging,
+  candidates: number[],
+  claims: Map<string, ScopedClaim & { first: number }>,
+  results: Array<AppendResult | undefined>,
+): Promise<Written> {
+  const db = w.db;
+  let committed: WriteView[] = [];
+  await w.transaction(async (flight) => {
+    const orderIds = candidates.map((i) => j.items[i]!.orderId);
+    const kept: KeptOrders = new Map();
+    for (const id of orderIds) {
+      const view = w.orders?.get(id);
+      if (view) kept.set(id, view);
+    }
+    // First flight: the order locks, before anything writes (see lockOrdersForWrite), then in one
+    // statement the claims (the first write) and the orders as their locks let them be.
+    let loaded: ClaimedAndLoaded = { outcomes: new Map<string, ClaimOutcome>(), orders: new Map<string, WriteView>() };
+    if (candidates.length) {
+      const claimed = [...claims.values()];
+      const [, rows] = await flight.run([lockOrdersQuery(db, orderIds)!, claimAndLoadQuery(db, claimed, orderIds, kept)]);
+      loaded = await claimedAndLoaded(db, rows!, claimed, flight, kept);
+    }
+    const replays = new Map<number, string>();
+    for (const [name, c] of claims) {
+      const o = loaded.outcomes.get(name)!;
+      if (o.kind === 'mismatch') results[c.first] = { status: 422, error: idempotencyProblem() };
+      else if (o.kind === 'replay') replays.set(c.first, o.resourceId);
+    }
+    const pending = candidates.filter((i) => !results[i] && !replays.has(i));
+    const judged = judge(j, pending, loaded.orders, results);
+
+    // Second flight, with the commit: the append (see judge), the keys of refused items given
+    // back, the replays' events.
+    const { append, release } = judged;
+    const replayed = eventsByIdQuery(db, [...replays.values()]);
+    const answers = await flight.run([...(append ? [append] : []), ...release, ...(replayed ? [replayed] : [])], { commit: true });
+    attachEvents(results, pending, judged.events, append ? answers[0]! : []);
+    const replayedById = new Map(eventsOf(replayed ? answers.at(-1)! : []).map((e) => [e.id, e]));
+    for (const [i, eventId] of replays) {
+      const event = replayedById.get(eventId);
+      results[i] = event ? { status: 200, event } : { status: 409, error: problem(409, 'idempotency-key-in-use', 'this Idempotency-Key belongs to another kind of request') };
+    }
+    committed = judged.committed;
+  });
+  return { results, committed };
+}

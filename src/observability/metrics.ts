@@ -29,6 +29,12 @@ export function createMetrics(database: Database) {
     help: 'Status updates answered from their Idempotency-Key without a new event',
     registers: [registry],
   });
+  const appendTransactions = new Counter({
+    name: 'orderstream_append_transactions_total',
+    help: 'Append transactions by path: kept (one round trip on orders this instance keeps), stale (kept orders had moved: redone), loaded',
+    labelNames: ['path'] as const,
+    registers: [registry],
+  });
   const pool = database.pool;
   if (pool) {
     new Gauge({
@@ -66,7 +72,7 @@ export function createMetrics(database: Database) {
   const observeStreams = (fn: typeof streams) => {
     streams = fn;
   };
-  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed, observeStreams };
+  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed, appendTransactions, observeStreams };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

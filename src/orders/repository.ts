@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { fixedStatement } from '../db/fixed.js';
 import { prepared } from '../db/flight.js';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
 import type { Derived, OrderState, OrderStatus, StepState, StepStatus } from './model.js';
@@ -59,15 +60,16 @@ export async function lockOrdersForWrite(tx: Transaction<DB>, ids: string[]): Pr
   if (q) await tx.executeQuery(q);
 }
 
+const lockOrders = fixedStatement(['ids'], (db, v) =>
+  sql`select pg_advisory_xact_lock(k) from (
+      select hashtextextended(id::text, 0) as k from unnest(${v.ids}::uuid[]) as id order by k
+    ) as keys`.compile(db),
+);
+
 /** The statement of lockOrdersForWrite, for a pipelined transaction (db/flight.ts); none for no ids. */
 export function lockOrdersQuery(db: Kysely<DB>, ids: string[]): CompiledQuery | undefined {
   const unique = [...new Set(ids)];
-  if (!unique.length) return undefined;
-  return prepared(
-    sql`select pg_advisory_xact_lock(k) from (
-      select hashtextextended(id::text, 0) as k from unnest(${unique}::uuid[]) as id order by k
-    ) as keys`.compile(db),
-  );
+  return unique.length ? prepared(lockOrders(db, { ids: unique })) : undefined;
 }
 
 /** A step as json_agg gives it back: timestamps as text. */

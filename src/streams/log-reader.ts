@@ -1,5 +1,6 @@
 import { sql, type Kysely, type SqlBool } from 'kysely';
 import type { Principal } from '../auth/principal.js';
+import { fixedStatements } from '../db/fixed.js';
 import type { DB } from '../db/schema.js';
 import { decodeCursor, encodeCursor, type Position } from '../events/cursor.js';
 import { toEvent } from '../events/repository.js';
@@ -10,8 +11,6 @@ import type { StreamEvent, Topic } from './topics.js';
 // a cursor returned from here (an event's cursor starts with its transaction's id).
 
 const horizon = sql`pg_snapshot_xmin(pg_current_snapshot())`;
-const after = (p: Position) => sql<SqlBool>`(e.txid, e.pos) > (${p.txid.toString()}::xid8, ${Number(p.pos)}::bigint)`;
-const upTo = (p: Position) => sql<SqlBool>`(e.txid, e.pos) <= (${p.txid.toString()}::xid8, ${Number(p.pos)}::bigint)`;
 
 /**
  * Whether committed events wait above the horizon: the log's last event is at or above it. Asked
@@ -37,49 +36,97 @@ export interface ReadOptions {
 /** A page of the log, and whether committed events wait above the horizon (known when the page is not empty). */
 export type LogPage = StreamEvent[] & { heldBack?: boolean };
 
+interface Shape {
+  after: boolean;
+  upTo: boolean;
+  topic: Topic['kind'] | undefined;
+  role: Principal['role'] | undefined;
+  routing: boolean;
+}
+
+// One statement per shape of read (a topic, a caller, where it starts and ends), compiled once.
+const readLogStatement = fixedStatements(
+  ['afterTxid', 'afterPos', 'upToTxid', 'upToPos', 'topicId', 'customerId', 'factoryId', 'limit'],
+  (s: Shape) => `${s.after}/${s.upTo}/${s.topic}/${s.role}/${s.routing}`,
+  (db, v, s) =>
+    db
+      .selectFrom('events as e')
+      .select([
+        'e.id',
+        'e.order_id',
+        'e.customer_id',
+        'e.seq',
+        'e.type',
+        'e.stage',
+        'e.factory_id',
+        'e.actor',
+        'e.occurred_at',
+        'e.recorded_at',
+        'e.data',
+        'e.pos',
+        sql<string>`e.txid::text`.as('txid'),
+        s.routing
+          ? sql<string[]>`array(select distinct s.factory_id::text from order_steps s where s.order_id = e.order_id)`.as('factory_ids')
+          : sql<string[]>`'{}'::text[]`.as('factory_ids'),
+        // Evaluated once per query (it does not depend on the row): saves the tail a round trip.
+        heldSql.as('held'),
+      ])
+      .where(sql<SqlBool>`e.txid < ${horizon}`)
+      .$if(s.after, (q) => q.where(sql<SqlBool>`(e.txid, e.pos) > (${v.afterTxid}::xid8, ${v.afterPos}::bigint)`))
+      .$if(s.upTo, (q) => q.where(sql<SqlBool>`(e.txid, e.pos) <= (${v.upToTxid}::xid8, ${v.upToPos}::bigint)`))
+      .$if(s.topic === 'order', (q) => q.where('e.order_id', '=', v.topicId))
+      .$if(s.topic === 'customer', (q) => q.where('e.customer_id', '=', v.topicId))
+      .$if(s.topic === 'factory', (q) => q.where(routedTo(v.topicId)))
+      .$if(s.role === 'customer', (q) => q.where('e.customer_id', '=', v.customerId))
+      .$if(s.role === 'factory', (q) => q.where(routedTo(v.factoryId)))
+      .orderBy('e.txid')
+      .orderBy('e.pos')
+      .limit(v.limit)
+      .compile(),
+);
+
+type LogRow = {
+  id: string;
+  order_id: string;
+  customer_id: string;
+  seq: number;
+  type: string;
+  stage: string | null;
+  factory_id: string | null;
+  actor: string;
+  occurred_at: Date;
+  recorded_at: Date;
+  data: Record<string, unknown>;
+  pos: number;
+  txid: string;
+  factory_ids: string[];
+  held: boolean;
+};
+
 export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<LogPage> {
   const t = o.topic;
   const p = o.principal;
-  const rows = await db
-    .selectFrom('events as e')
-    .select([
-      'e.id',
-      'e.order_id',
-      'e.customer_id',
-      'e.seq',
-      'e.type',
-      'e.stage',
-      'e.factory_id',
-      'e.actor',
-      'e.occurred_at',
-      'e.recorded_at',
-      'e.data',
-      'e.pos',
-      sql<string>`e.txid::text`.as('txid'),
-      o.routing === false
-        ? sql<string[]>`'{}'::text[]`.as('factory_ids')
-        : sql<string[]>`array(select distinct s.factory_id::text from order_steps s where s.order_id = e.order_id)`.as('factory_ids'),
-      // Evaluated once per query (it does not depend on the row): saves the tail a round trip.
-      heldSql.as('held'),
-    ])
-    .where(sql<SqlBool>`e.txid < ${horizon}`)
-    .$if(o.after !== undefined, (q) => q.where(after(o.after!)))
-    .$if(o.upTo !== undefined, (q) => q.where(upTo(o.upTo!)))
-    .$if(t?.kind === 'order', (q) => q.where('e.order_id', '=', (t as { id: string }).id))
-    .$if(t?.kind === 'customer', (q) => q.where('e.customer_id', '=', (t as { id: string }).id))
-    .$if(t?.kind === 'factory', (q) => q.where(routedTo((t as { id: string }).id)))
-    .$if(p?.role === 'customer', (q) => q.where('e.customer_id', '=', (p as { customerId: string }).customerId))
-    .$if(p?.role === 'factory', (q) => q.where(routedTo((p as { factoryId: string }).factoryId)))
-    .orderBy('e.txid')
-    .orderBy('e.pos')
-    .limit(o.limit)
-    .execute();
+  const query = readLogStatement(
+    db,
+    { after: o.after !== undefined, upTo: o.upTo !== undefined, topic: t?.kind, role: p?.role, routing: o.routing !== false },
+    {
+      afterTxid: o.after?.txid.toString(),
+      afterPos: o.after === undefined ? undefined : Number(o.after.pos),
+      upToTxid: o.upTo?.txid.toString(),
+      upToPos: o.upTo === undefined ? undefined : Number(o.upTo.pos),
+      topicId: t && 'id' in t ? t.id : undefined,
+      customerId: p?.role === 'customer' ? p.customerId : undefined,
+      factoryId: p?.role === 'factory' ? p.factoryId : undefined,
+      limit: o.limit,
+    },
+  );
+  const rows = (await db.executeQuery<LogRow>(query)).rows;
   const page: LogPage = rows.map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
   if (rows.length) page.heldBack = rows[0]!.held;
   return page;
 }
 
-const routedTo = (factoryId: string) =>
+const routedTo = (factoryId: unknown) =>
   sql<SqlBool>`(e.factory_id = ${factoryId} or exists (select 1 from order_steps s where s.order_id = e.order_id and s.factory_id = ${factoryId}))`;
 
 /** The last position below the horizon (where a live stream starts), and whether events wait above it. */

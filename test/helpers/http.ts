@@ -21,6 +21,11 @@ export class ApiClient {
     return new ApiClient(this.baseUrl, typeof credentials === 'string' ? { token: credentials } : credentials);
   }
 
+  /** The same caller, talking to another instance. */
+  at(baseUrl: string): ApiClient {
+    return new ApiClient(baseUrl, this.credentials);
+  }
+
   async request<T = any>(
     method: string,
     path: string,

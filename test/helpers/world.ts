@@ -1,6 +1,10 @@
 import { expect } from 'vitest';
+import { z } from 'zod';
+import { eventSchema } from '../../src/events/schemas.js';
 import type { TestApp } from './app.js';
 import type { ApiClient } from './http.js';
+
+const strictEvent = z.strictObject(eventSchema.shape);
 
 /** A small, fixed network to test against: two customers, three factories, their keys and tokens. */
 export interface World {
@@ -78,6 +82,8 @@ export async function createWorld(t: TestApp): Promise<World> {
     async post(api, orderId, event, status = 201, key) {
       const r = await api.post(`/v1/orders/${orderId}/events`, event, key ? { 'idempotency-key': key } : undefined);
       expect(r.status, r.text).toBe(status);
+      // The answer is written without a response check (events/routes.ts): no field more or less.
+      if (status < 300) expect(strictEvent.safeParse(r.body).error?.issues, r.text).toBeUndefined();
       return r.body;
     },
   };
