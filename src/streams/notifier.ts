@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Database } from '../db/database.js';
@@ -36,6 +37,9 @@ export async function createNotifier(database: Database, onError: (err: unknown)
 
   const pool = database.pool;
   const send = (payload: string) => pool!.query('select pg_notify($1, $2)', [CHANNEL, payload]);
+  // Appends are announced with this instance's name: its own LISTEN hears them too, and its
+  // tail was woken already (a second read of the log per burst, for nothing).
+  const self = `e:${randomUUID()}`;
 
   function flushEvents() {
     if (!pool || closed) return;
@@ -44,7 +48,7 @@ export async function createNotifier(database: Database, onError: (err: unknown)
       return;
     }
     inFlight = true;
-    send('e')
+    send(self)
       .catch(onError)
       .finally(() => {
         inFlight = false;
@@ -60,7 +64,8 @@ export async function createNotifier(database: Database, onError: (err: unknown)
     if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
     const client = new pg.Client({ connectionString: database.url });
     client.on('notification', (msg) => {
-      if (msg.payload === 'e') local.emit('events');
+      if (msg.payload === self) return;
+      if (msg.payload === 'e' || msg.payload?.startsWith('e:')) local.emit('events');
       else if (msg.payload?.startsWith('r:')) local.emit('revoked', msg.payload.slice(2));
     });
     client.on('error', (err) => {
