@@ -151,7 +151,8 @@ async function main(): Promise<BenchResult> {
         closeAudience(audience);
         progress.log(
           `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
-            `${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service`,
+            `${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service; ` +
+            `the posts' own answers took p50 ${fixed.post.p50Ms} / p99 ${fixed.post.p99Ms} ms`,
         );
         // The delivery rate is the fan-out's figure, not the ingest's (measured above): the same
         // number of sockets over a tenth of the customers, so each event reaches ten times more

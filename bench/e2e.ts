@@ -58,18 +58,22 @@ export async function fixedRate(
   f: Fixtures,
   a: Audience,
   o: { perSec: number; seconds: number; onTick?: (x: number) => void },
-): Promise<Latency & { delivered: number; expected: number; sentPerSec: number; held: boolean }> {
+): Promise<Latency & { delivered: number; expected: number; sentPerSec: number; held: boolean; post: Latency }> {
   a.receipts.reset(true);
   let i = 0;
+  const posts: number[] = [];
   const r = await openLoop({ perSec: o.perSec, seconds: o.seconds, onTick: o.onTick }, async () => {
     const order = f.orders[i++ % f.orders.length]!;
     const res = await order.factory.http.post(`/v1/orders/${order.id}/events`, nextEvent(order, String(nowMs())));
     if (res.status !== 201) throw new Error(`e2e post: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+    posts.push(res.ms);
   });
   const expected = r.sent * a.fanout;
   await settle(a.receipts, expected, 5_000);
   // Behind: more than 256 posts waited at once, and the sender stopped; the rate was not held.
-  return { ...latency(a.receipts.latencies), delivered: a.receipts.count, expected, sentPerSec: Math.round(r.sent / r.seconds), held: !r.behind };
+  // post: send to answer of each post, the part of a latency spent before the commit was known.
+  const held = !r.behind;
+  return { ...latency(a.receipts.latencies), delivered: a.receipts.count, expected, sentPerSec: Math.round(r.sent / r.seconds), held, post: latency(posts) };
 }
 
 export interface HeldRate {

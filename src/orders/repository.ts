@@ -99,7 +99,7 @@ export function toLoaded(rows: Array<OrderRow & { steps_json: StepJson[] }>): Ma
  * Loads orders and their steps, as a write sees them once it holds their locks: one round trip,
  * the steps aggregated beside each order row (a write is a chain of round trips; each one counts).
  */
-export async function loadOrders(tx: Transaction<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
+export async function loadOrders(tx: Kysely<DB>, ids: string[]): Promise<Map<string, { row: OrderRow; state: OrderState }>> {
   if (!ids.length) return new Map();
   const rows = await tx
     .selectFrom('orders as o')

@@ -29,7 +29,7 @@ export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       requireRole(req.principal!, 'ops');
-      const { order, replayed } = await createOrder(db, req.principal!, req.body, req.headers['idempotency-key']);
+      const { order, replayed } = await createOrder(db, req.principal!, req.body, req.headers['idempotency-key'], new Date(), app.orderStates);
       if (replayed) reply.header('idempotent-replayed', 'true');
       else app.notifier.eventsAppended();
       return reply.status(replayed ? 200 : 201).send(order);

@@ -9,7 +9,8 @@ import { badRequest, conflict, idempotencyMismatch, notFound, type FieldError } 
 import { claimKeys, requestHash } from '../idempotency/store.js';
 import type { OrderState } from './model.js';
 import { derive, flagsAt, planRoute, projectedAt } from './projection.js';
-import { derivedColumns, stepsOf } from './repository.js';
+import { derivedColumns, loadOrders, stepsOf } from './repository.js';
+import type { OrderStateCache } from './state-cache.js';
 import type { CreateOrderInput, Order } from './schemas.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -124,6 +125,7 @@ export async function createOrder(
   input: CreateOrderInput,
   idempotencyKey: string | undefined,
   now = new Date(),
+  kept?: OrderStateCache,
 ): Promise<{ order: Order; replayed: boolean }> {
   await checkReferences(db, input);
   const id = randomUUID();
@@ -234,5 +236,11 @@ export async function createOrder(
     ]);
     return null;
   });
+  // Kept as committed (one statement: row and steps of one snapshot), so that the order's first
+  // status update on this instance takes the short way (events/kept-append.ts).
+  if (kept && replayOf === null) {
+    const view = (await loadOrders(db, [id])).get(id);
+    if (view) kept.put(view);
+  }
   return { order: await getOrder(db, p, replayOf ?? id, now), replayed: replayOf !== null };
 }
