@@ -17,6 +17,7 @@ import { principalId, type Principal } from './auth/principal.js';
 import type { Config } from './config.js';
 import { customerRoutes } from './customers/routes.js';
 import { openDatabase, type Database } from './db/database.js';
+import { preparedRunner } from './db/flight.js';
 import { migrateToLatest } from './db/migrator.js';
 import { eventRoutes } from './events/routes.js';
 import { factoryRoutes } from './factories/routes.js';
@@ -224,6 +225,7 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
     notifier,
     { pollMs: config.STREAM_POLL_MS, batchSize: config.STREAM_BATCH_SIZE, maxReplayBuffer: config.STREAM_MAX_REPLAY_BUFFER },
     logError('stream tail failed; retrying'),
+    preparedRunner(database),
   );
   await hub.start();
   undo.push(() => hub.stop());

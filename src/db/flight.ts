@@ -28,6 +28,22 @@ export function prepared(q: CompiledQuery): CompiledQuery {
   return q;
 }
 
+/** Runs one statement on its own; its rows. */
+export type Run = <R>(q: CompiledQuery) => Promise<R[]>;
+
+/**
+ * Runs statements marked prepared() as named prepared statements, on the write path's connections
+ * (one generic plan each): for the reads that run hundreds of times a second with the same text,
+ * like the stream tail's, where planning cost Postgres 0.22 ms per read (pg_stat_statements). On
+ * the embedded database, through Kysely.
+ */
+export function preparedRunner(database: Database): Run {
+  const pool = database.pipelinePool;
+  if (!pool) return async <R>(q: CompiledQuery) => (await database.db.executeQuery(q)).rows as R[];
+  return async <R>(q: CompiledQuery) =>
+    (await pool.query({ name: preparedNames.get(q.sql), text: q.sql, values: q.parameters as unknown[] })).rows as R[];
+}
+
 /** Runs `fn` in a write transaction: committed when it returns (if not already), rolled back if it throws. */
 export type WriteTransaction = <T>(fn: (flight: Flight) => Promise<T>) => Promise<T>;
 

@@ -17,8 +17,8 @@ const claimIfKept = fixedStatement(['keys', 'claims', 'ids', 'seqs', 'orders'], 
     with claimed as (${claimsInsert(v.keys)})
     select orderstream_expect(
       (select count(*) from claimed) = ${v.claims}::int
-        and (select count(*) from unnest(${v.ids}::uuid[], ${v.seqs}::int[]) as k(id, seq) join orders o on o.id = k.id and o.last_seq = k.seq)
-          = ${v.orders}::int,
+        and (select count(*) from unnest(${v.ids}::uuid[], ${v.seqs}::int[]) as k(id, seq)
+          join orders o on o.id = k.id and o.last_seq = k.seq and o.id = any(${v.ids}::uuid[])) = ${v.orders}::int,
       'kept orders moved or keys were claimed before') as ok`.compile(db),
 );
 

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import type { DB } from '../db/schema.js';
+import type { Run } from '../db/flight.js';
 import { decodeCursor, type Position } from '../events/cursor.js';
 import { ProblemError } from '../http/problems.js';
 import type { StreamedEvent } from './protocol.js';
@@ -84,6 +85,8 @@ export class StreamHub {
     private readonly notifier: Notifier,
     private readonly opts: HubOptions,
     private readonly onError: (err: unknown) => void,
+    /** Runs the tail's reads (prepared statements: db/flight.ts preparedRunner); Kysely's by default. */
+    private readonly run?: Run,
   ) {}
 
   /**
@@ -103,7 +106,7 @@ export class StreamHub {
 
   private async findHead(): Promise<void> {
     if (this.ready) return;
-    this.position = (await readHead(this.db)).head;
+    this.position = (await readHead(this.db, this.run)).head;
     this.ready = true;
   }
 
@@ -145,7 +148,7 @@ export class StreamHub {
     let progressed = false;
     let heldBack: boolean | undefined;
     for (;;) {
-      const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize });
+      const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize }, this.run);
       for (const e of batch) this.dispatch(e);
       if (batch.length) {
         this.position = positionOf(batch.at(-1)!);
@@ -158,7 +161,7 @@ export class StreamHub {
     // Committed events may wait above the horizon behind a transaction still running (one that
     // will not notify, if it aborts or appends nothing): look again soon rather than at the poll.
     // The wait grows only while nothing moves, so a busy log is read again within milliseconds.
-    heldBack ??= (await readHead(this.db)).heldBack;
+    heldBack ??= (await readHead(this.db, this.run)).heldBack;
     if (progressed) {
       this.retryDelay = 0;
       clearTimeout(this.retry); // a long wait scheduled while the log stood still

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type SqlBool } from 'kysely';
 import type { Principal } from '../auth/principal.js';
-import { fixedStatements } from '../db/fixed.js';
+import { fixedStatement, fixedStatements } from '../db/fixed.js';
+import { prepared, type Run } from '../db/flight.js';
 import type { DB } from '../db/schema.js';
 import { decodeCursor, encodeCursor, type Position } from '../events/cursor.js';
 import { toEvent } from '../events/repository.js';
@@ -103,7 +104,8 @@ type LogRow = {
   held: boolean;
 };
 
-export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<LogPage> {
+/** `run` runs the statement (the tail's: prepared, see db/flight.ts); Kysely's by default. */
+export async function readLog(db: Kysely<DB>, o: ReadOptions, run?: Run): Promise<LogPage> {
   const t = o.topic;
   const p = o.principal;
   const query = readLogStatement(
@@ -120,7 +122,7 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions): Promise<LogPage> 
       limit: o.limit,
     },
   );
-  const rows = (await db.executeQuery<LogRow>(query)).rows;
+  const rows = run ? await run<LogRow>(prepared(query)) : (await db.executeQuery<LogRow>(query)).rows;
   const page: LogPage = rows.map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
   if (rows.length) page.heldBack = rows[0]!.held;
   return page;
@@ -130,11 +132,17 @@ const routedTo = (factoryId: unknown) =>
   sql<SqlBool>`(e.factory_id = ${factoryId} or exists (select 1 from order_steps s where s.order_id = e.order_id and s.factory_id = ${factoryId}))`;
 
 /** The last position below the horizon (where a live stream starts), and whether events wait above it. */
-export async function readHead(db: Kysely<DB>): Promise<{ head: Position | undefined; heldBack: boolean }> {
-  const { rows } = await sql<{ txid: string | null; pos: number | null; held: boolean }>`
+const headStatement = fixedStatement([], (db) =>
+  sql`
     select last.txid::text as txid, last.pos, ${heldSql} as held
     from (select 1) one
-    left join lateral (select txid, pos from events where txid < ${horizon} order by txid desc, pos desc limit 1) last on true`.execute(db);
+    left join lateral (select txid, pos from events where txid < ${horizon} order by txid desc, pos desc limit 1) last on true`.compile(db),
+);
+
+export async function readHead(db: Kysely<DB>, run?: Run): Promise<{ head: Position | undefined; heldBack: boolean }> {
+  type Row = { txid: string | null; pos: number | null; held: boolean };
+  const query = headStatement(db, {});
+  const rows = run ? await run<Row>(prepared(query)) : (await db.executeQuery<Row>(query)).rows;
   const r = rows[0]!;
   return { head: r.txid === null ? undefined : { txid: BigInt(r.txid), pos: BigInt(r.pos!) }, heldBack: r.held };
 }
