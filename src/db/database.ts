@@ -77,6 +77,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
         // The write path's statements are prepared (db/flight.ts) and always the same shape, so
         // one generic plan serves them all; left to choose, Postgres re-plans them on every call.
         options: pipeline ? '-c jit=off -c plan_cache_mode=force_generic_plan' : '-c jit=off',
+        // A generic plan is made once per connection, with the statistics of that moment: one made
+        // while a table was small (a new database, a cluster without autovacuum) would outlive
+        // its growth. Write connections are replaced every ten minutes, so plans follow the data.
+        ...(pipeline ? { maxLifetimeSeconds: 600 } : {}),
         types: pgTypes,
         pipeline,
       });
