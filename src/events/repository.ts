@@ -34,7 +34,8 @@ const eventColumns = [
   'pos',
 ] as const;
 
-type EventSelection = {
+/** An event row as eventColumns select it. */
+export type EventSelection = {
   id: string;
   order_id: string;
   seq: number;

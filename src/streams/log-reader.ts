@@ -4,7 +4,7 @@ import { fixedStatement, fixedStatements } from '../db/fixed.js';
 import { prepared, type Run } from '../db/flight.js';
 import type { DB } from '../db/schema.js';
 import { decodeCursor, encodeCursor, type Position } from '../events/cursor.js';
-import { toEvent } from '../events/repository.js';
+import { toEvent, type EventSelection } from '../events/repository.js';
 import type { StreamEvent, Topic } from './topics.js';
 
 // Reading the event log in cursor order, only below the horizon: the oldest transaction still
@@ -86,23 +86,7 @@ const readLogStatement = fixedStatements(
       .compile(),
 );
 
-type LogRow = {
-  id: string;
-  order_id: string;
-  customer_id: string;
-  seq: number;
-  type: string;
-  stage: string | null;
-  factory_id: string | null;
-  actor: string;
-  occurred_at: Date;
-  recorded_at: Date;
-  data: Record<string, unknown>;
-  pos: number;
-  txid: string;
-  factory_ids: string[];
-  held: boolean;
-};
+type LogRow = EventSelection & { customer_id: string; factory_ids: string[]; held: boolean };
 
 /** `run` runs the statement (the tail's: prepared, see db/flight.ts); Kysely's by default. */
 export async function readLog(db: Kysely<DB>, o: ReadOptions, run?: Run): Promise<LogPage> {
