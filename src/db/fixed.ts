@@ -2,6 +2,8 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import type { DB } from './schema.js';
 
 const SENTINEL = '\u0000fixed:';
+const standInsFor = <N extends string>(names: readonly N[]) =>
+  Object.fromEntries(names.map((n) => [n, `${SENTINEL}${n}`])) as Record<N, never>;
 
 /**
  * A statement whose text never changes, only its values: Kysely builds and compiles it once, and
@@ -17,8 +19,7 @@ export function fixedStatement<N extends string>(
   let compiled: { sql: string; slots: Array<{ name: N } | { value: unknown }> } | undefined;
   return (db, values) => {
     if (!compiled) {
-      const standIns = Object.fromEntries(names.map((n) => [n, `${SENTINEL}${n}`])) as Record<N, never>;
-      const c = build(db, standIns);
+      const c = build(db, standInsFor(names));
       const slots = c.parameters.map((p) =>
         typeof p === 'string' && p.startsWith(SENTINEL) ? { name: p.slice(SENTINEL.length) as N } : { value: p },
       );
@@ -49,8 +50,7 @@ export function fixedStatements<N extends string, S>(
     let statement = byShape.get(key);
     if (!statement) {
       // Only the names this shape uses: a shape without a filter has no value for it.
-      const standIns = Object.fromEntries(names.map((n) => [n, `${SENTINEL}${n}`])) as Record<N, never>;
-      const probe = build(db, standIns, choices).parameters;
+      const probe = build(db, standInsFor(names), choices).parameters;
       const usedNames = names.filter((n) => probe.includes(`${SENTINEL}${n}`));
       statement = fixedStatement(usedNames, (d, v) => build(d, v as Record<N, never>, choices));
       byShape.set(key, statement);

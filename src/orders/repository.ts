@@ -88,6 +88,21 @@ const stepFromJson = (s: StepJson): OrderStepRow => ({
 /** Each order's steps as JSON, beside its row: one round trip for orders and steps. */
 export const stepsJson = sql<StepJson[]>`(select coalesce(json_agg(s order by s.position), '[]') from order_steps s where s.order_id = o.id)`;
 
+/**
+ * One order with its steps, in one statement (one snapshot): the steps as rows (for the API's
+ * view of it) and the order as a write sees it (for the kept orders).
+ */
+export async function loadOrderAndSteps(
+  db: Kysely<DB>,
+  id: string,
+): Promise<{ row: OrderRow; steps: OrderStepRow[]; state: OrderState } | undefined> {
+  const found = await db.selectFrom('orders as o').selectAll('o').select(stepsJson.as('steps_json')).where('o.id', '=', id).executeTakeFirst();
+  if (!found) return undefined;
+  const { steps_json, ...row } = found;
+  const steps = steps_json.map(stepFromJson);
+  return { row, steps, state: toOrderState(row, steps.map(toStepState)) };
+}
+
 /** Orders as a write sees them, from rows that carry their steps_json. */
 export function toLoaded(rows: Array<OrderRow & { steps_json: StepJson[] }>): Map<string, { row: OrderRow; state: OrderState }> {
   const out = new Map<string, { row: OrderRow; state: OrderState }>();

@@ -9,8 +9,8 @@ import { badRequest, conflict, idempotencyMismatch, notFound, type FieldError } 
 import { claimKeys, requestHash } from '../idempotency/store.js';
 import type { OrderState } from './model.js';
 import { derive, flagsAt, planRoute, projectedAt } from './projection.js';
-import { derivedColumns, loadOrders, stepsOf } from './repository.js';
-import type { OrderStateCache } from './state-cache.js';
+import { derivedColumns, loadOrderAndSteps } from './repository.js';
+import type { OrderStateCache, WriteView } from './state-cache.js';
 import type { CreateOrderInput, Order } from './schemas.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -89,10 +89,14 @@ export function maySee(p: Principal, order: { customer_id: string }, steps: Arra
 
 /** One order as the caller may see it; another customer's or factory's order does not exist. */
 export async function getOrder(db: Kysely<DB>, p: Principal, id: string, now = new Date()): Promise<Order> {
-  const row = await db.selectFrom('orders').selectAll().where('id', '=', id).executeTakeFirst();
-  const steps = row ? ((await stepsOf(db, [id])).get(id) ?? []) : [];
-  if (!row || !maySee(p, row, steps)) throw notFound('order');
-  return toOrder(row, steps, now);
+  return (await readOrder(db, p, id, now)).order;
+}
+
+/** getOrder, with the order as a write sees it (read in the same statement). */
+async function readOrder(db: Kysely<DB>, p: Principal, id: string, now: Date): Promise<{ order: Order; view: WriteView }> {
+  const found = await loadOrderAndSteps(db, id);
+  if (!found || !maySee(p, found.row, found.steps)) throw notFound('order');
+  return { order: toOrder(found.row, found.steps, now), view: { row: found.row, state: found.state } };
 }
 
 async function checkReferences(db: Kysely<DB>, input: CreateOrderInput): Promise<void> {
@@ -236,11 +240,9 @@ export async function createOrder(
     ]);
     return null;
   });
-  // Kept as committed (one statement: row and steps of one snapshot), so that the order's first
-  // status update on this instance takes the short way (events/kept-append.ts).
-  if (kept && replayOf === null) {
-    const view = (await loadOrders(db, [id])).get(id);
-    if (view) kept.put(view);
-  }
-  return { order: await getOrder(db, p, replayOf ?? id, now), replayed: replayOf !== null };
+  const { order, view } = await readOrder(db, p, replayOf ?? id, now);
+  // Kept as committed, so that the order's first status update on this instance takes the short
+  // way (events/kept-append.ts).
+  if (replayOf === null) kept?.put(view);
+  return { order, replayed: replayOf !== null };
 }

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type SqlBool } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type SqlBool } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { fixedStatement, fixedStatements } from '../db/fixed.js';
 import { prepared, type Run } from '../db/flight.js';
@@ -86,6 +86,10 @@ const readLogStatement = fixedStatements(
       .compile(),
 );
 
+/** The rows of a read: through `run` as a prepared statement (the tail's), else through Kysely. */
+const rowsOf = async <R>(db: Kysely<DB>, query: CompiledQuery, run?: Run): Promise<R[]> =>
+  run ? run<R>(prepared(query)) : (await db.executeQuery<R>(query)).rows;
+
 type LogRow = EventSelection & { customer_id: string; factory_ids: string[]; held: boolean };
 
 /** `run` runs the statement (the tail's: prepared, see db/flight.ts); Kysely's by default. */
@@ -106,7 +110,7 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions, run?: Run): Promis
       limit: o.limit,
     },
   );
-  const rows = run ? await run<LogRow>(prepared(query)) : (await db.executeQuery<LogRow>(query)).rows;
+  const rows = await rowsOf<LogRow>(db, query, run);
   const page: LogPage = rows.map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
   if (rows.length) page.heldBack = rows[0]!.held;
   return page;
@@ -126,7 +130,7 @@ const headStatement = fixedStatement([], (db) =>
 export async function readHead(db: Kysely<DB>, run?: Run): Promise<{ head: Position | undefined; heldBack: boolean }> {
   type Row = { txid: string | null; pos: number | null; held: boolean };
   const query = headStatement(db, {});
-  const rows = run ? await run<Row>(prepared(query)) : (await db.executeQuery<Row>(query)).rows;
+  const rows = await rowsOf<Row>(db, query, run);
   const r = rows[0]!;
   return { head: r.txid === null ? undefined : { txid: BigInt(r.txid), pos: BigInt(r.pos!) }, heldBack: r.held };
 }
