@@ -44,6 +44,37 @@ async function until(cond: () => boolean, ms = 20_000) {
   }
 }
 
+/** A gauge of /metrics. */
+async function metric(name: string): Promise<number> {
+  const text = (await t.api.get('/metrics')).text as string;
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  if (!m) throw new Error(`${name} missing from /metrics`);
+  return Number(m[1]);
+}
+
+// Runs first, while no one has subscribed to this instance yet.
+describe('an instance no one subscribes to', () => {
+  it('reads nothing of its own commits, and the first subscriber after still gets every event after its cursor', async () => {
+    const read = await metric('orderstream_stream_events_read');
+    const order = await w.createOrder();
+    const first = await w.post(w.fab.api, order.id, { type: 'stage_started', stage: 'review' });
+    await w.post(w.fab.api, order.id, { type: 'stage_progress', stage: 'review', progress: 50 });
+    await w.post(w.fab.api, order.id, { type: 'stage_completed', stage: 'review' });
+    // Longer than the tail's poll (STREAM_POLL_MS, 1 s): with a subscriber it would have read them by now.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await metric('orderstream_stream_events_read'), 'events read with no one subscribed').toBe(read);
+
+    const { socket, events } = await open({ token: (w.customerA.api as any).credentials.token });
+    expect((await subscribe(socket, `order:${order.id}`, first.cursor)).ok).toBe(true);
+    await until(() => events.some((e) => e.seq === 4));
+    await w.post(w.fab.api, order.id, { type: 'stage_started', stage: 'cam' });
+    await until(() => events.some((e) => e.seq === 5));
+    expect(events.map((e) => e.seq), 'after its cursor, each once, in order').toEqual([3, 4, 5]);
+    expect(await metric('orderstream_stream_events_read'), 'the tail reads again once someone listens').toBeGreaterThan(read);
+    socket.disconnect();
+  }, 60_000);
+});
+
 describe('socket streams', () => {
   it('delivers live events of a subscribed order, in seq order, then replays after a cursor', async () => {
     const order = await w.createOrder();

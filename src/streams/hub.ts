@@ -71,6 +71,14 @@ export class StreamHub {
   private retry: NodeJS.Timeout | undefined;
   private retryDelay = 0;
   private stopped = false;
+  /**
+   * Set when the tail was woken with no one subscribed and skipped the read: nothing needs the
+   * events, and an instance that only takes writes (factory traffic) then spends no statement on
+   * its own commits. The first subscription after moves the tail to the head (leaveIdle).
+   */
+  private idle = false;
+  /** The move of leaveIdle in progress, shared by the subscriptions that wait for it. */
+  private leaving: Promise<void> | undefined;
   /** Whether the tail knows where the log ends; until then no stream can start. */
   ready = false;
   /** Events read by the tail since start, for metrics and benchmarks. */
@@ -124,6 +132,10 @@ export class StreamHub {
   /** Reads everything new and dispatches it; one run at a time, re-run if woken meanwhile. */
   wake(): void {
     if (this.stopped) return;
+    if (this.ready && (this.idle || !this.byTopic.size)) {
+      this.idle = true; // until a subscription comes (leaveIdle)
+      return;
+    }
     if (this.running) {
       this.again = true;
       return;
@@ -151,7 +163,8 @@ export class StreamHub {
       const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize }, this.run);
       for (const e of batch) this.dispatch(e);
       if (batch.length) {
-        this.position = positionOf(batch.at(-1)!);
+        const last = positionOf(batch.at(-1)!);
+        if (cursorOf(last) > this.cursor) this.position = last; // never behind where leaveIdle moved it
         this.read += batch.length;
         progressed = true;
       }
@@ -244,10 +257,31 @@ export class StreamHub {
     }
   }
 
+  /**
+   * After idling, moves the tail to the head of the log before any subscription replays or goes
+   * live: no one was subscribed, so no one misses what it skips, and a replay then reads up to
+   * the new position while the tail delivers after it. Subscriptions that come together share one
+   * move. The tail never goes back past a position it moved to (the dispatch dedupes by cursor).
+   */
+  private leaveIdle(): Promise<void> {
+    if (!this.idle) return Promise.resolve();
+    this.leaving ??= readHead(this.db, this.run)
+      .then(({ head }) => {
+        if (head && cursorOf(head) > this.cursor) this.position = head;
+        this.idle = false; // if the read failed, the next subscription tries again
+      })
+      .finally(() => {
+        this.leaving = undefined;
+        this.wake();
+      });
+    return this.leaving;
+  }
+
   /** Replays the log after the subscription's cursor, then takes what the tail buffered meanwhile and goes live. */
   async catchUp(sub: Subscription): Promise<void> {
     if (sub.live) return;
     try {
+      await this.leaveIdle();
       if (!sub.replays) {
         await this.startFromHead(sub);
         return this.goLive(sub);
@@ -280,6 +314,7 @@ export class StreamHub {
    */
   async startFromHead(sub: Subscription): Promise<void> {
     if (!sub.fromNow) return;
+    await this.leaveIdle();
     const { head } = await readHead(this.db);
     if (head && cursorOf(head) > sub.last) sub.last = cursorOf(head);
     sub.fromNow = false;
