@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { orderSchema, stepSchema } from '../src/orders/schemas.js';
@@ -554,5 +555,25 @@ describe('boolean filters', () => {
       const neither = all.filter((x) => !yes.includes(x) && !no.includes(x));
       expect.soft(namesOf(neither), `${flag}: orders in neither ${flag}=true nor ${flag}=false`).toEqual([]);
     }
+  });
+});
+
+describe('a column added while the service runs (a rolling deploy)', () => {
+  // Lists and their steps run as prepared statements on a real Postgres (orders/list.ts): a column
+  // added under them makes Postgres refuse the `select *` a connection kept. They must go on
+  // answering, before, during and after.
+  it('lists go on answering, with the same orders', async () => {
+    const query = 'sort=promisedAt';
+    const before = (await list(query)).map((o) => o.id);
+    for (let i = 0; i < 3; i++) await list(query); // every connection the pool reuses has prepared them
+    await sql`alter table order_steps add column deploy_probe int`.execute(t.database.db);
+    await sql`alter table orders add column deploy_probe int`.execute(t.database.db);
+    try {
+      for (let i = 0; i < 4; i++) expect((await list(query)).map((o) => o.id)).toEqual(before);
+    } finally {
+      await sql`alter table order_steps drop column deploy_probe`.execute(t.database.db);
+      await sql`alter table orders drop column deploy_probe`.execute(t.database.db);
+    }
+    expect((await list(query)).map((o) => o.id)).toEqual(before);
   });
 });

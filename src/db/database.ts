@@ -4,6 +4,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, type LogEvent } from 'kysely';
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import { forgetPrepared, preparedName } from './flight.js';
 import type { DB } from './schema.js';
 
 export type DatabaseKind = 'postgres' | 'embedded';
@@ -57,6 +58,42 @@ function queryLog(logger: Logger | undefined) {
   };
 }
 
+/**
+ * Kysely's view of the read pool: a statement marked prepared() (db/flight.ts) runs as a named
+ * prepared statement on the connection it gets; anything else as before.
+ */
+const isStalePreparedResult = (err: unknown) =>
+  (err as { code?: string }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message);
+
+function namingPreparedStatements(pool: pg.Pool): pg.Pool {
+  const naming = (client: pg.PoolClient) =>
+    new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver);
+        return async (text: unknown, values?: unknown[]) => {
+          const name = typeof text === 'string' ? preparedName(text) : undefined;
+          if (!name) return target.query(text as string, values);
+          try {
+            return await target.query({ name, text: text as string, values });
+          } catch (err) {
+            // A column added to a table under a running instance (a rolling deploy): Postgres
+            // refuses the prepared `select *` it kept. From then on this text runs unnamed.
+            if (!isStalePreparedResult(err)) throw err;
+            forgetPrepared(text as string);
+            return target.query(text as string, values);
+          }
+        };
+      },
+    });
+  return new Proxy(pool, {
+    get(target, prop) {
+      if (prop === 'connect') return async () => naming(await target.connect());
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 const brief = (err: Error & { code?: string }) => ({ reason: err.message, code: err.code });
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
@@ -99,7 +136,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // Connections open only when the append path first asks for one.
     const pipelinePool = makePool(true);
     let closing: Promise<void> | undefined;
-    const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: queryLog(options.logger) });
+    const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: namingPreparedStatements(pool) }), log: queryLog(options.logger) });
     return {
       kind: 'postgres',
       db,

@@ -1,4 +1,4 @@
-import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type SqlBool, type Transaction } from 'kysely';
 import { fixedStatement } from '../db/fixed.js';
 import { prepared } from '../db/flight.js';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
@@ -38,7 +38,15 @@ export const toOrderState = (r: OrderRow, steps: StepState[]): OrderState => ({
 export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<string, OrderStepRow[]>> {
   const out = new Map<string, OrderStepRow[]>();
   if (!orderIds.length) return out;
-  const rows = await db.selectFrom('order_steps').selectAll().where('order_id', 'in', orderIds).orderBy('order_id').orderBy('position').execute();
+  // One text for any number of orders, prepared (db/flight.ts): a page's steps are read on every list.
+  const query = db
+    .selectFrom('order_steps')
+    .selectAll()
+    .where(sql<SqlBool>`order_id = any(${orderIds}::uuid[])`)
+    .orderBy('order_id')
+    .orderBy('position')
+    .compile();
+  const rows = (await db.executeQuery(prepared(query))).rows;
   for (const r of rows) {
     const list = out.get(r.order_id) ?? [];
     list.push(r);
