@@ -60,6 +60,18 @@ const keysOf = (c: Counted | null) => {
   return keys;
 };
 
+const sameTime = (a: Date | null, b: Date | null) => (a === null || b === null ? a === b : a.getTime() === b.getTime());
+
+/** Whether two counted views put an order in the same counters (keysOf would give the same keys). */
+const sameCounted = (a: Counted, b: Counted) =>
+  a.status === b.status &&
+  a.country === b.country &&
+  a.currentStages.length === b.currentStages.length &&
+  a.currentStages.every((s, i) => s === b.currentStages[i]) &&
+  sameTime(a.dueAt, b.dueAt) &&
+  sameTime(a.atRiskAt, b.atRiskAt) &&
+  sameTime(a.overrunAt, b.overrunAt);
+
 /**
  * The facts of one order's change from `before` to `after` (before is null for a new order):
  * the counters it leaves and enters, the stages it completed, its delivery.
@@ -69,10 +81,13 @@ export function orderFacts(
   after: { counted: Counted; state: OrderState },
 ): Fact[] {
   const facts: Fact[] = [];
-  const delta = new Map<string, number>();
-  for (const key of keysOf(before?.counted ?? null)) delta.set(key, (delta.get(key) ?? 0) - 1);
-  for (const key of keysOf(after.counted)) delta.set(key, (delta.get(key) ?? 0) + 1);
-  for (const [key, n] of delta) if (n) facts.push({ kind: 'count', key, n });
+  // Most updates (progress, notes) leave every counted field as it was: no keys to compare.
+  if (!before || !sameCounted(before.counted, after.counted)) {
+    const delta = new Map<string, number>();
+    for (const key of keysOf(before?.counted ?? null)) delta.set(key, (delta.get(key) ?? 0) - 1);
+    for (const key of keysOf(after.counted)) delta.set(key, (delta.get(key) ?? 0) + 1);
+    for (const [key, n] of delta) if (n) facts.push({ kind: 'count', key, n });
+  }
 
   for (const step of after.state.steps) {
     const old = before?.state.steps.find((s) => s.position === step.position);
