@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadOrders } from '../src/orders/repository.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { ON_REAL_POSTGRES } from './helpers/env.js';
 import type { ApiClient, Reply } from './helpers/http.js';
 import { createWorld, standardRoute, type World } from './helpers/world.js';
 
@@ -978,6 +979,33 @@ describe('orders kept between writes', () => {
       expect((await orderOf(o.id)).lastSeq).toBe(events.length);
     } finally {
       await other.close();
+    }
+  });
+});
+
+describe('single writes grouped into transactions', () => {
+  // The group commit (events/append-queue.ts) runs one transaction at a time, but a transaction
+  // that waits for a locked order opens a lane beside it after a short while: every other order
+  // goes on being written. (The embedded engine has one connection: nothing to hold a lock on.)
+  it.skipIf(!ON_REAL_POSTGRES)('go on for other orders while one order is locked by another writer', async () => {
+    const locked = await w.createOrder();
+    const free = await w.createOrder();
+    const holder = await t.database.pool!.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select pg_advisory_xact_lock(hashtextextended($1::text, 0))', [locked.id]);
+      const waiting = w.fab.api.post(`/v1/orders/${locked.id}/events`, { type: 'stage_progress', stage: 'review', progress: 10 });
+      await new Promise((r) => setTimeout(r, 200)); // its transaction is in flight, waiting for the lock
+      for (let i = 1; i <= 3; i++) await w.post(w.fab.api, free.id, { type: 'stage_progress', stage: 'review', progress: i * 10 });
+      let answered = false;
+      void waiting.then(() => (answered = true));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(answered, 'the write to the locked order waits for the lock').toBe(false);
+      await holder.query('commit');
+      expect((await waiting).status).toBe(201);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      holder.release();
     }
   });
 });
