@@ -16,9 +16,11 @@ export interface Flight {
 
 // Statements whose text never changes, by text: their name on every connection that prepared them.
 const preparedNames = new Map<string, string>();
-// Every connection keeps what it prepared (pg has no DEALLOCATE): the shapes are few (the write
-// path's, the tail's, a list's per filter combination), and past this many texts the rest run unnamed.
-const MAX_PREPARED = 256;
+// Every connection keeps what it prepared (pg has no DEALLOCATE), so each kind has a budget: the
+// write path's and the tail's texts are a fixed handful; the lists' vary with their filters, and
+// past their budget the rest run unnamed, without taking a name from the write path.
+const BUDGET = { write: 64, read: 64 };
+const named = { write: 0, read: 0 };
 
 /** The name a statement marked prepared() runs under, if it is one. */
 export const preparedName = (text: string): string | undefined => (unnamed.has(text) ? undefined : preparedNames.get(text));
@@ -30,12 +32,12 @@ export const forgetPrepared = (text: string) => void unnamed.add(text);
  * Marks a statement as prepared: its text must not vary from call to call (values travel as
  * parameters). Each connection parses it once and keeps it: on the write path, with one generic
  * plan (planning these statements cost Postgres as much as running them: pg_stat_statements,
- * BENCHMARKS.md); on the read pool, Postgres itself chooses between planning each call for its
- * values and a generic plan (plan_cache_mode auto), so a list whose plan depends on its values
- * keeps its custom plans, and one that does not stops paying for planning after five calls.
+ * BENCHMARKS.md); on the read pool (`read`), Postgres itself chooses between planning each call
+ * for its values and a generic plan (plan_cache_mode auto), so a list whose plan depends on its
+ * values keeps its custom plans, and one that does not stops paying for planning after five calls.
  */
-export function prepared<R>(q: CompiledQuery<R>): CompiledQuery<R> {
-  if (!preparedNames.has(q.sql) && preparedNames.size < MAX_PREPARED) preparedNames.set(q.sql, `os_write_${preparedNames.size}`);
+export function prepared<R>(q: CompiledQuery<R>, kind: keyof typeof BUDGET = 'write'): CompiledQuery<R> {
+  if (!preparedNames.has(q.sql) && named[kind] < BUDGET[kind]) preparedNames.set(q.sql, `os_${kind}_${named[kind]++}`);
   return q;
 }
 

@@ -193,7 +193,7 @@ export async function listOrders(
   const ref = cursor ? new Date(cursor.ref) : now;
   const { query, keyOf } = listQuery(db, p, q, ref, cursor);
   // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts).
-  const rows = (await db.executeQuery(prepared(query.compile()))).rows as Array<OrderRow & { sort_key?: Date }>;
+  const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as Array<OrderRow & { sort_key?: Date }>;
 
   const page = rows.slice(0, q.limit);
   const steps = await stepsOf(db, page.map((r) => r.id));

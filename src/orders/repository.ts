@@ -46,7 +46,7 @@ export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<s
     .orderBy('order_id')
     .orderBy('position')
     .compile();
-  const rows = (await db.executeQuery(prepared(query))).rows;
+  const rows = (await db.executeQuery(prepared(query, 'read'))).rows;
   for (const r of rows) {
     const list = out.get(r.order_id) ?? [];
     list.push(r);
