@@ -36,8 +36,9 @@ const TIMESTAMPTZ_OID = 1184;
 const parseTimestamptzGeneric = pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text') as (v: string) => Date;
 // Postgres writes a timestamptz as `2026-11-29 08:49:18.123456+00` (offset +HH or +HH:MM). Read
 // here digit by digit into Date.UTC, two to three times as fast as a regular expression and Date's
-// string parser, and than pg's generic parser: a page of 50 orders carries some 3,000 timestamps. Anything else (BC, infinity, years before 1000, offsets with
-// seconds) goes the generic way. Fractions are cut to milliseconds, as Date keeps them.
+// string parser, and than pg's generic parser: a page of 50 orders carries some 3,000 timestamps.
+// Anything else (BC, infinity, years before 1000, offsets with seconds) goes the generic way.
+// Fractions are cut to milliseconds, as Date keeps them.
 const digitsAt = (v: string, i: number, n: number): number => {
   let x = 0;
   for (let k = i; k < i + n; k++) {
@@ -49,7 +50,14 @@ const digitsAt = (v: string, i: number, n: number): number => {
 };
 const parseTimestamptz = (v: string): Date => {
   // YYYY-MM-DD HH:MM:SS
-  if (v.length >= 22 && v.charCodeAt(4) === 45 && v.charCodeAt(7) === 45 && v.charCodeAt(10) === 32 && v.charCodeAt(13) === 58 && v.charCodeAt(16) === 58) {
+  if (
+    v.length >= 22 &&
+    v.charCodeAt(4) === 45 &&
+    v.charCodeAt(7) === 45 &&
+    v.charCodeAt(10) === 32 &&
+    v.charCodeAt(13) === 58 &&
+    v.charCodeAt(16) === 58
+  ) {
     let i = 19;
     let ms = 0;
     if (v.charCodeAt(i) === 46) {
@@ -64,16 +72,27 @@ const parseTimestamptz = (v: string): Date => {
     }
     const sign = v.charCodeAt(i) === 43 ? 1 : v.charCodeAt(i) === 45 ? -1 : 0;
     const end = v.length - i;
-    const offset = end === 3 ? digitsAt(v, i + 1, 2) * 60 : end === 6 && v.charCodeAt(i + 3) === 58 ? digitsAt(v, i + 1, 2) * 60 + digitsAt(v, i + 4, 2) : NaN;
+    const offset =
+      end === 3
+        ? digitsAt(v, i + 1, 2) * 60
+        : end === 6 && v.charCodeAt(i + 3) === 58
+          ? digitsAt(v, i + 1, 2) * 60 + digitsAt(v, i + 4, 2)
+          : NaN;
     const year = digitsAt(v, 0, 4);
-    const t = Date.UTC(year, digitsAt(v, 5, 2) - 1, digitsAt(v, 8, 2), digitsAt(v, 11, 2), digitsAt(v, 14, 2), digitsAt(v, 17, 2), ms) - sign * offset * 60_000;
+    const t =
+      Date.UTC(year, digitsAt(v, 5, 2) - 1, digitsAt(v, 8, 2), digitsAt(v, 11, 2), digitsAt(v, 14, 2), digitsAt(v, 17, 2), ms) -
+      sign * offset * 60_000;
     if (sign && year >= 1000 && !Number.isNaN(t)) return new Date(t);
   }
   return parseTimestamptzGeneric(v);
 };
 const pgTypes = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID ? (v: string) => Number(v) : oid === TIMESTAMPTZ_OID && format !== 'binary' ? parseTimestamptz : pg.types.getTypeParser(oid, format),
+    oid === INT8_OID
+      ? (v: string) => Number(v)
+      : oid === TIMESTAMPTZ_OID && format !== 'binary'
+        ? parseTimestamptz
+        : pg.types.getTypeParser(oid, format),
 };
 
 function queryLog(logger: Logger | undefined) {
@@ -87,36 +106,43 @@ function queryLog(logger: Logger | undefined) {
   };
 }
 
-/**
- * Kysely's view of the read pool: a statement marked prepared() (db/flight.ts) runs as a named
- * prepared statement on the connection it gets; anything else as before.
- */
+// A column added to a table under a running instance (a rolling deploy): Postgres refuses the
+// prepared `select *` a connection kept.
 const isStalePreparedResult = (err: unknown) =>
   (err as { code?: string }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message);
 
+/**
+ * Kysely's view of the read pool: a statement marked prepared() (db/flight.ts) runs as a named
+ * prepared statement on the connection it gets; anything else as before. Each connection is
+ * wrapped once (Kysely asks the pool for one per query).
+ */
 function namingPreparedStatements(pool: pg.Pool): pg.Pool {
-  const naming = (client: pg.PoolClient) =>
-    new Proxy(client, {
-      get(target, prop, receiver) {
-        if (prop !== 'query') return Reflect.get(target, prop, receiver);
-        return async (text: unknown, values?: unknown[]) => {
-          const name = typeof text === 'string' ? preparedName(text) : undefined;
-          if (!name) return target.query(text as string, values);
-          try {
-            return await target.query({ name, text: text as string, values });
-          } catch (err) {
-            // A column added to a table under a running instance (a rolling deploy): Postgres
-            // refuses the prepared `select *` it kept. From then on this text runs unnamed.
-            if (!isStalePreparedResult(err)) throw err;
-            forgetPrepared(text as string);
-            return target.query(text as string, values);
-          }
-        };
-      },
+  const wrapped = new WeakMap<pg.PoolClient, pg.PoolClient>();
+  const wrap = (client: pg.PoolClient) => {
+    const query = async (text: unknown, values?: unknown[]) => {
+      const name = typeof text === 'string' ? preparedName(text) : undefined;
+      if (!name) return client.query(text as string, values);
+      try {
+        return await client.query({ name, text: text as string, values });
+      } catch (err) {
+        if (!isStalePreparedResult(err)) throw err;
+        forgetPrepared(text as string); // from then on this text runs unnamed
+        return client.query(text as string, values);
+      }
+    };
+    const proxy = new Proxy(client, {
+      get: (target, prop, receiver) => (prop === 'query' ? query : Reflect.get(target, prop, receiver)),
     });
+    wrapped.set(client, proxy);
+    return proxy;
+  };
   return new Proxy(pool, {
     get(target, prop) {
-      if (prop === 'connect') return async () => naming(await target.connect());
+      if (prop === 'connect')
+        return async () => {
+          const client = await target.connect();
+          return wrapped.get(client) ?? wrap(client);
+        };
       const value = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },
@@ -165,7 +191,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // Connections open only when the append path first asks for one.
     const pipelinePool = makePool(true);
     let closing: Promise<void> | undefined;
-    const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: namingPreparedStatements(pool) }), log: queryLog(options.logger) });
+    const db = new Kysely<DB>({
+      dialect: new PostgresDialect({ pool: namingPreparedStatements(pool) }),
+      log: queryLog(options.logger),
+    });
     return {
       kind: 'postgres',
       db,

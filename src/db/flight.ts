@@ -54,7 +54,7 @@ export function preparedRunner(database: Database): Run {
   const pool = database.pipelinePool;
   if (!pool) return async <R>(q: CompiledQuery) => (await database.db.executeQuery(q)).rows as R[];
   return async <R>(q: CompiledQuery) =>
-    (await pool.query({ name: preparedNames.get(q.sql), text: q.sql, values: q.parameters as unknown[] })).rows as R[];
+    (await pool.query({ name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] })).rows as R[];
 }
 
 /** Runs `fn` in a write transaction: committed when it returns (if not already), rolled back if it throws. */
@@ -90,12 +90,14 @@ export function writeTransactions(database: Database): WriteTransaction {
         const offset = begun ? 0 : 1;
         // pg writes each statement to the socket on its own; corked, the flight is one write (one
         // system call and one wake-up of the backend instead of one per statement).
-        const socket = (client as unknown as { connection?: { stream?: Partial<Pick<Socket, 'cork' | 'uncork'>> } }).connection?.stream;
+        const socket = (client as unknown as { connection?: { stream?: Partial<Pick<Socket, 'cork' | 'uncork'>> } }).connection
+          ?.stream;
         socket?.cork?.();
         try {
           if (!begun) sent.push(client.query('begin'));
           begun = true;
-          for (const q of queries) sent.push(client.query({ name: preparedNames.get(q.sql), text: q.sql, values: q.parameters as unknown[] }));
+          for (const q of queries)
+            sent.push(client.query({ name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] }));
           if (opts?.commit) {
             sent.push(client.query('commit'));
             ended = true; // a commit behind a failed statement rolls back: either way the transaction is over
