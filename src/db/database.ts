@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, type LogEvent } from 'kysely';
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -210,6 +210,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   } else {
     const dir = resolve(options.dataDir, 'pgdata');
     mkdirSync(dir, { recursive: true });
+    // Loaded only here: a service on a real Postgres never pays for the embedded one's module.
+    const { PGlite } = await import('@electric-sql/pglite');
     pglite = new PGlite(dir);
   }
   await pglite.waitReady;

@@ -1,4 +1,5 @@
-import countries from 'i18n-iso-countries';
+// The codes only: the package's main entry also loads the names in 79 languages (1 MB).
+import countries from 'i18n-iso-countries/index.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/database.js';
 import type { DB } from '../db/schema.js';
