@@ -214,7 +214,7 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
 
   // Streams: the wake-ups between instances, this instance's tail of the log, and its connections.
   const logError = (msg: string) => (err: unknown) => app.log.warn({ err }, msg);
-  const notifier = await createNotifier(database, logError('stream notification failed'));
+  const notifier = await createNotifier(database, logError('stream notification failed'), (way) => app.metrics.notifications.inc({ way }));
   undo.push(() => notifier.close());
   // Verified keys are served from memory while this instance hears revocations (auth/key-cache.ts).
   notifier.on('revoked', (keyId) => keys.forget(keyId));

@@ -1,7 +1,9 @@
+import pg from 'pg';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents, StreamedEvent, SubscribeAck } from '../src/streams/protocol.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { ON_REAL_POSTGRES } from './helpers/env.js';
 import { createWorld, type World } from './helpers/world.js';
 
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -44,12 +46,12 @@ async function until(cond: () => boolean, ms = 20_000) {
   }
 }
 
-/** A gauge of /metrics. */
-async function metric(name: string): Promise<number> {
+/** A gauge or counter of /metrics (`name` with its labels, as printed); 0 if not printed yet. */
+async function metric(name: string, orZero = false): Promise<number> {
   const text = (await t.api.get('/metrics')).text as string;
-  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
-  if (!m) throw new Error(`${name} missing from /metrics`);
-  return Number(m[1]);
+  const m = new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
+  if (!m && !orZero) throw new Error(`${name} missing from /metrics`);
+  return Number(m?.[1] ?? 0);
 }
 
 // Runs first, while no one has subscribed to this instance yet.
@@ -72,6 +74,34 @@ describe('an instance no one subscribes to', () => {
     expect(events.map((e) => e.seq), 'after its cursor, each once, in order').toEqual([3, 4, 5]);
     expect(await metric('orderstream_stream_events_read'), 'the tail reads again once someone listens').toBeGreaterThan(read);
     socket.disconnect();
+  }, 60_000);
+});
+
+describe('telling the other instances', () => {
+  // The NOTIFY that wakes the other instances' tails rides in the transaction that appends: sent
+  // alone, after the commit, it cost a transaction, a round trip and a WAL flush of its own.
+  it.skipIf(!ON_REAL_POSTGRES)('carries one NOTIFY in each transaction that appends, and sends none alone', async () => {
+    const listener = new pg.Client({ connectionString: t.database.url });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    await listener.query('listen orderstream');
+    try {
+      const order = await w.createOrder(); // a write of another kind: it still sends its NOTIFY alone
+      await until(() => heard.length === 1);
+      const alone = await metric('orderstream_notifications_total{way="alone"}', true);
+      const carried = await metric('orderstream_notifications_total{way="carried"}', true);
+      const stages = ['review', 'cam', 'drilling'];
+      for (const stage of stages) await w.post(w.fab.api, order.id, { type: 'stage_completed', stage });
+      await until(() => heard.length === 1 + stages.length);
+      await new Promise((r) => setTimeout(r, 300)); // and no more than that
+      expect(heard.length, 'one notification per post').toBe(1 + stages.length);
+      expect(new Set(heard).size, 'all from this instance').toBe(1);
+      expect(await metric('orderstream_notifications_total{way="carried"}')).toBe(carried + stages.length);
+      expect(await metric('orderstream_notifications_total{way="alone"}', true), 'none sent alone').toBe(alone);
+    } finally {
+      await listener.end();
+    }
   }, 60_000);
 });
 

@@ -16,12 +16,13 @@ const idempotencyHeaders = z.looseObject({
 
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const db = app.database.db;
-  const writer = { db, transaction: writeTransactions(app.database), orders: app.orderStates };
+  const writer = { db, transaction: writeTransactions(app.database), orders: app.orderStates, announcement: app.notifier.announcement };
   const { eventsAccepted, eventsRejected, eventsReplayed, appendTransactions } = app.metrics;
   const observer: AppendObserver = {
     accepted: (type) => {
       eventsAccepted.inc({ type });
-      app.notifier.eventsAppended(); // after commit: the observer runs once the transaction is over
+      // After commit (the observer runs once the transaction is over), unless it carried the NOTIFY.
+      if (!writer.announcement) app.notifier.eventsAppended();
     },
     rejected: (type, problem) => eventsRejected.inc({ type, problem }),
     replayed: () => eventsReplayed.inc(),

@@ -7,6 +7,7 @@ import { forbidden, idempotencyMismatch, problem, ProblemError, validationProble
 import { requestHash, type ClaimOutcome } from '../idempotency/store.js';
 import { lockOrdersQuery } from '../orders/repository.js';
 import type { OrderStateCache, WriteView } from '../orders/state-cache.js';
+import type { Announcement } from '../streams/notifier.js';
 import { claimAndLoadQuery, claimedAndLoaded, claimName, type ClaimedAndLoaded, type KeptOrders, type ScopedClaim } from './claim-and-load.js';
 import { attachEvents, judge, type Judging } from './judge.js';
 import { claimIfKeptQuery, isStaleAppend } from './kept-append.js';
@@ -70,6 +71,8 @@ export interface Writer {
   transaction: WriteTransaction;
   /** Orders as this instance last committed them: a write to one need not load it again. */
   orders?: OrderStateCache;
+  /** Carried in every transaction that appends (streams/notifier.ts); without it, the caller announces. */
+  announcement?: Announcement;
 }
 
 /** An update with the caller who posts it: items of one transaction may come from several callers. */
@@ -216,13 +219,17 @@ async function appendKept(
   await w.transaction(async (flight) => {
     const { append, release } = judged;
     const answers = await flight.run(
-      [lockOrdersQuery(w.db, orderIds)!, claimIfKeptQuery(w.db, claims, kept), ...(append ? [append] : []), ...release],
+      [lockOrdersQuery(w.db, orderIds)!, claimIfKeptQuery(w.db, claims, kept), ...(append ? [append, ...announce(w)] : []), ...release],
       { commit: true },
     );
     attachEvents(results, candidates, judged.events, append ? answers[2]! : []);
   });
+  if (judged.append) w.announcement?.committed();
   return { results, committed: judged.committed };
 }
+
+/** The NOTIFY a transaction that appends carries, if the writer has one. */
+const announce = (w: Writer) => (w.announcement ? [w.announcement.query] : []);
 
 /**
  * The long way: the locks, then the claims and the orders in one statement (orders this instance
@@ -238,6 +245,7 @@ async function appendLoaded(
 ): Promise<Written> {
   const db = w.db;
   let committed: WriteView[] = [];
+  let appended = false;
   await w.transaction(async (flight) => {
     const orderIds = candidates.map((i) => j.items[i]!.orderId);
     const kept: KeptOrders = new Map();
@@ -266,7 +274,9 @@ async function appendLoaded(
     // back, the replays' events.
     const { append, release } = judged;
     const replayed = eventsByIdQuery(db, [...replays.values()]);
-    const answers = await flight.run([...(append ? [append] : []), ...release, ...(replayed ? [replayed] : [])], { commit: true });
+    const answers = await flight.run([...(append ? [append, ...announce(w)] : []), ...release, ...(replayed ? [replayed] : [])], {
+      commit: true,
+    });
     attachEvents(results, pending, judged.events, append ? answers[0]! : []);
     const replayedById = new Map(eventsOf(replayed ? answers.at(-1)! : []).map((e) => [e.id, e]));
     for (const [i, eventId] of replays) {
@@ -274,6 +284,8 @@ async function appendLoaded(
       results[i] = event ? { status: 200, event } : { status: 409, error: problem(409, 'idempotency-key-in-use', 'this Idempotency-Key belongs to another kind of request') };
     }
     committed = judged.committed;
+    appended = Boolean(append);
   });
+  if (appended) w.announcement?.committed();
   return { results, committed };
 }

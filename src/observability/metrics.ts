@@ -35,6 +35,12 @@ export function createMetrics(database: Database) {
     labelNames: ['path'] as const,
     registers: [registry],
   });
+  const notifications = new Counter({
+    name: 'orderstream_notifications_total',
+    help: 'Appended events announced to the other instances (NOTIFY), by way: carried in the append transaction, or alone',
+    labelNames: ['way'] as const,
+    registers: [registry],
+  });
   const pool = database.pool;
   if (pool) {
     new Gauge({
@@ -72,7 +78,7 @@ export function createMetrics(database: Database) {
   const observeStreams = (fn: typeof streams) => {
     streams = fn;
   };
-  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed, appendTransactions, observeStreams };
+  return { registry, httpDuration, eventsAccepted, eventsRejected, eventsReplayed, appendTransactions, notifications, observeStreams };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

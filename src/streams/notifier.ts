@@ -1,14 +1,31 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Database } from '../db/database.js';
+import { prepared } from '../db/flight.js';
 
 /** The channel every instance listens on: `e` = events appended, `r:<keyId>` = API key revoked. */
 export const CHANNEL = 'orderstream';
 
+/**
+ * The NOTIFY that tells the other instances of appended events, for a writer to send inside its
+ * own transaction: they hear of the events at its commit, and no transaction is paid for the
+ * NOTIFY alone. The writer calls `committed()` after the commit.
+ */
+export interface Announcement {
+  query: CompiledQuery;
+  committed(): void;
+}
+
+/** How the other instances were told of appended events: a NOTIFY of its own, or inside the append's transaction. */
+export type NotifyWay = 'alone' | 'carried';
+
 export interface Notifier {
   /** Called after a commit that appended events: wakes every instance's tailer (coalesced). */
   eventsAppended(): void;
+  /** On a real Postgres: the announcement a writer may carry instead of calling eventsAppended(). */
+  readonly announcement?: Announcement;
   /** Called after a key was revoked: every instance closes that key's sockets and streams. */
   keyRevoked(keyId: string): void;
   /** Whether this instance hears every other instance now (always, on the embedded database). */
@@ -21,13 +38,20 @@ export interface Notifier {
 }
 
 /**
- * Cross-instance wake-ups through Postgres LISTEN/NOTIFY, sent after commit and never inside the
- * writing transaction (a NOTIFY there serialises every commit on one lock). While one NOTIFY is
- * in flight, further appends only set a flag, so a burst costs one or two notifications, not one
- * per write. Local listeners are woken at once, without a round trip. On the embedded database
- * the service is one process, so the local path is all there is.
+ * Cross-instance wake-ups through Postgres LISTEN/NOTIFY. The event writers carry the NOTIFY in
+ * their own transaction (`announcement`): they commit one at a time (events/append-queue.ts), so
+ * the lock a NOTIFY holds through its commit serialises nothing that was not serial already, and
+ * a separate NOTIFY would cost a transaction, a round trip and a WAL flush of its own. Other
+ * writers (orders created, alerts) send it after their commit: while one such NOTIFY is in
+ * flight, further ones only set a flag, so a burst costs one or two notifications. Local
+ * listeners are woken at once, without a round trip. On the embedded database the service is one
+ * process, so the local path is all there is.
  */
-export async function createNotifier(database: Database, onError: (err: unknown) => void): Promise<Notifier> {
+export async function createNotifier(
+  database: Database,
+  onError: (err: unknown) => void,
+  counted: (way: NotifyWay) => void = () => undefined,
+): Promise<Notifier> {
   const local = new EventEmitter();
   local.setMaxListeners(0);
   let closed = false;
@@ -48,6 +72,7 @@ export async function createNotifier(database: Database, onError: (err: unknown)
       return;
     }
     inFlight = true;
+    counted('alone');
     send(self)
       .catch(onError)
       .finally(() => {
@@ -92,11 +117,20 @@ export async function createNotifier(database: Database, onError: (err: unknown)
   }
   await listen();
 
+  const announcement: Announcement | undefined = pool && {
+    query: prepared(CompiledQuery.raw('select pg_notify($1, $2)', [CHANNEL, self])),
+    committed() {
+      counted('carried');
+      local.emit('events');
+    },
+  };
+
   return {
     eventsAppended() {
       local.emit('events');
       flushEvents();
     },
+    announcement,
     listening: () => !pool || (listener !== undefined && !closed),
     keyRevoked(keyId) {
       local.emit('revoked', keyId);
