@@ -6,7 +6,6 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY migrations ./migrations
-COPY scripts/bundle.ts ./scripts/
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -14,8 +13,8 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/src/board/public ./dist/src/board/public
 COPY package.json ./
 USER node
 EXPOSE 3000
-# The bundled server (scripts/bundle.ts); the board's page is in dist/public beside it.
-CMD ["node", "dist/server.mjs"]
+CMD ["node", "dist/src/server.js"]

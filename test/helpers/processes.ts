@@ -38,18 +38,15 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
-/** How the process runs the service: from source through tsx, or a built file (the bundle). */
-const FROM_SOURCE = ['--import', 'tsx', 'src/server.ts'];
-
 /**
- * Starts the real service (src/server.ts, or `entry`) as its own process on a random port; resolves once
+ * Starts the real service (src/server.ts) as its own process on a random port; resolves once
  * /readyz is 200. Ports are drawn below the kernel's ephemeral range (the tests' own client
  * sockets take those), and a port taken meanwhile is retried on another.
  */
-export async function startServer(env: Record<string, string>, entry = FROM_SOURCE): Promise<ServerProcess> {
+export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startServerOn(10000 + Math.floor(Math.random() * 20000), env, entry);
+      return await startServerOn(10000 + Math.floor(Math.random() * 20000), env);
     } catch (err) {
       if (attempt >= 5 || !(err instanceof PortTaken)) throw err;
     }
@@ -58,8 +55,8 @@ export async function startServer(env: Record<string, string>, entry = FROM_SOUR
 
 class PortTaken extends Error {}
 
-async function startServerOn(port: number, env: Record<string, string>, entry: string[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, entry, {
+async function startServerOn(port: number, env: Record<string, string>): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
