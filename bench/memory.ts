@@ -22,8 +22,8 @@ function slope(points: Array<[number, number]>): number {
 const STEPS = 4;
 
 /**
- * RSS per idle subscribed socket of a server process (a fresh one): sockets are connected and
- * subscribed in four steps, the RSS floor is read before and after each, and the figure is the
+ * RSS per idle subscribed socket of a server process (a fresh one, warmed by one step of
+ * sockets that then go): sockets are connected and subscribed in four steps, the RSS floor is read before and after each, and the figure is the
  * slope of RSS over sockets. One reading would be at the mercy of a heap growth step; a slope
  * over five is not.
  */
@@ -35,9 +35,14 @@ export async function bytesPerSocket(
   onProgress?: (n: number) => void,
 ): Promise<number> {
   const { count, settleMs } = o;
+  const per = Math.ceil(count / STEPS);
+  // A warm-up step first, connected and closed again: the collector sizes its young generation
+  // in one step of up to tens of MB when a process first meets this load, and whether that step
+  // falls inside the measured ones differed between two builds of the same code (BENCHMARKS.md,
+  // round 7). What is measured is what each further socket costs a process already at work.
+  closeAudience(await buildAudience(url, customers, per));
   const points: Array<[number, number]> = [[0, await rssFloor(pid, settleMs)]];
   const audiences: Audience[] = [];
-  const per = Math.ceil(count / STEPS);
   for (let i = 1; i <= STEPS; i++) {
     audiences.push(await buildAudience(url, customers, per, (d) => onProgress?.((i - 1) * per + d)));
     points.push([i * (per + 1), await rssFloor(pid, settleMs)]);
