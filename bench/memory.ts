@@ -23,7 +23,7 @@ const STEPS = 4;
 
 /**
  * RSS per idle subscribed socket of a server process (a fresh one, warmed by one step of
- * sockets that then go): sockets are connected and subscribed in four steps, the RSS floor is read before and after each, and the figure is the
+ * sockets that stay): sockets are connected and subscribed in four more steps, the RSS floor is read before and after each, and the figure is the
  * slope of RSS over sockets. One reading would be at the mercy of a heap growth step; a slope
  * over five is not.
  */
@@ -36,13 +36,13 @@ export async function bytesPerSocket(
 ): Promise<number> {
   const { count, settleMs } = o;
   const per = Math.ceil(count / STEPS);
-  // A warm-up step first, connected and closed again: the collector sizes its young generation
-  // in one step of up to tens of MB when a process first meets this load, and whether that step
-  // falls inside the measured ones differed between two builds of the same code (BENCHMARKS.md,
-  // round 7). What is measured is what each further socket costs a process already at work.
-  closeAudience(await buildAudience(url, customers, per));
+  // A warm-up step first, which stays connected: the collector sizes its young generation in one
+  // step of up to tens of MB when a process first meets this load, and whether that step fell
+  // inside the measured ones differed between two builds of the same code (BENCHMARKS.md, round
+  // 7). Closed again, its sockets would leave freed memory for the measured ones to reuse. What
+  // is measured is what each further socket costs a process already holding some.
+  const audiences: Audience[] = [await buildAudience(url, customers, per)];
   const points: Array<[number, number]> = [[0, await rssFloor(pid, settleMs)]];
-  const audiences: Audience[] = [];
   for (let i = 1; i <= STEPS; i++) {
     audiences.push(await buildAudience(url, customers, per, (d) => onProgress?.((i - 1) * per + d)));
     points.push([i * (per + 1), await rssFloor(pid, settleMs)]);
