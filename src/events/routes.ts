@@ -19,11 +19,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const writer = { db, transaction: writeTransactions(app.database), orders: app.orderStates, announcement: app.notifier.announcement };
   const { eventsAccepted, eventsRejected, eventsReplayed, appendTransactions } = app.metrics;
   const observer: AppendObserver = {
-    accepted: (type) => {
-      eventsAccepted.inc({ type });
-      // After commit (the observer runs once the transaction is over), unless it carried the NOTIFY.
-      if (!writer.announcement) app.notifier.eventsAppended();
-    },
+    accepted: (type) => eventsAccepted.inc({ type }),
     rejected: (type, problem) => eventsRejected.inc({ type, problem }),
     replayed: () => eventsReplayed.inc(),
     transaction: (path) => appendTransactions.inc({ path }),

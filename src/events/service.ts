@@ -71,7 +71,7 @@ export interface Writer {
   transaction: WriteTransaction;
   /** Orders as this instance last committed them: a write to one need not load it again. */
   orders?: OrderStateCache;
-  /** Carried in every transaction that appends (streams/notifier.ts); without it, the caller announces. */
+  /** Tells the other instances and this one's tails of what a transaction appended (streams/notifier.ts). */
   announcement?: Announcement;
 }
 
@@ -162,6 +162,7 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
   }
   const { committed } = written;
   results = written.results;
+  if (written.appended) w.announcement?.committed();
 
   for (const view of committed) w.orders?.put(view);
   for (const [i, first] of sameKeyAs) {
@@ -194,10 +195,11 @@ function keptOrders(w: Writer, orderIds: string[]): KeptOrders | undefined {
   return kept;
 }
 
-/** The answers of a committed transaction, and its orders as committed, to keep. */
+/** The answers of a committed transaction, its orders as committed (to keep), and whether it appended. */
 interface Written {
   results: Array<AppendResult | undefined>;
   committed: WriteView[];
+  appended: boolean;
 }
 
 /**
@@ -224,12 +226,11 @@ async function appendKept(
     );
     attachEvents(results, candidates, judged.events, append ? answers[2]! : []);
   });
-  if (judged.append) w.announcement?.committed();
-  return { results, committed: judged.committed };
+  return { results, committed: judged.committed, appended: Boolean(judged.append) };
 }
 
-/** The NOTIFY a transaction that appends carries, if the writer has one. */
-const announce = (w: Writer) => (w.announcement ? [w.announcement.query] : []);
+/** The NOTIFY a transaction that appends carries, on a real Postgres. */
+const announce = (w: Writer) => (w.announcement?.query ? [w.announcement.query] : []);
 
 /**
  * The long way: the locks, then the claims and the orders in one statement (orders this instance
@@ -286,6 +287,5 @@ async function appendLoaded(
     committed = judged.committed;
     appended = Boolean(append);
   });
-  if (appended) w.announcement?.committed();
-  return { results, committed };
+  return { results, committed, appended };
 }

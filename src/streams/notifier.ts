@@ -9,12 +9,13 @@ import { prepared } from '../db/flight.js';
 export const CHANNEL = 'orderstream';
 
 /**
- * The NOTIFY that tells the other instances of appended events, for a writer to send inside its
- * own transaction: they hear of the events at its commit, and no transaction is paid for the
- * NOTIFY alone. The writer calls `committed()` after the commit.
+ * How a writer of events announces them: on a real Postgres it sends `query` (a NOTIFY) inside its
+ * own transaction, so the other instances hear of the events at its commit and no transaction is
+ * paid for the NOTIFY alone; after the commit it calls `committed()`, which wakes this instance's
+ * tails. On the embedded database there is no other instance, and no query.
  */
 export interface Announcement {
-  query: CompiledQuery;
+  query?: CompiledQuery;
   committed(): void;
 }
 
@@ -24,8 +25,8 @@ export type NotifyWay = 'alone' | 'carried';
 export interface Notifier {
   /** Called after a commit that appended events: wakes every instance's tailer (coalesced). */
   eventsAppended(): void;
-  /** On a real Postgres: the announcement a writer may carry instead of calling eventsAppended(). */
-  readonly announcement?: Announcement;
+  /** For writers that append in a transaction of their own, instead of eventsAppended(). */
+  readonly announcement: Announcement;
   /** Called after a key was revoked: every instance closes that key's sockets and streams. */
   keyRevoked(keyId: string): void;
   /** Whether this instance hears every other instance now (always, on the embedded database). */
@@ -117,10 +118,11 @@ export async function createNotifier(
   }
   await listen();
 
-  const announcement: Announcement | undefined = pool && {
-    query: prepared(CompiledQuery.raw('select pg_notify($1, $2)', [CHANNEL, self])),
+  const query = pool ? prepared(CompiledQuery.raw('select pg_notify($1, $2)', [CHANNEL, self])) : undefined;
+  const announcement: Announcement = {
+    query,
     committed() {
-      counted('carried');
+      if (query) counted('carried');
       local.emit('events');
     },
   };
