@@ -558,6 +558,42 @@ describe('boolean filters', () => {
   });
 });
 
+describe('a page writes each order as reading it alone does', () => {
+  // A page's routes are written by Postgres (orders/repository.ts routesJson), an order read alone
+  // by the service (toOrder): both must give the same fields, values and instants.
+  it('every order of a page equals GET /v1/orders/:id, route and all', async () => {
+    const route = [
+      { stage: 'cam', factoryId: w.fab.id, plannedHours: 0.1 },
+      { stage: 'drilling', factoryId: w.fab.id, plannedHours: 1.25 },
+      { stage: 'plating', factoryId: w.fab.id, plannedHours: 3 },
+      { stage: 'smt', factoryId: w.assembly.id, plannedHours: 7.3, after: ['drilling', 'plating'] },
+    ];
+    const o = await w.createOrder({ product: 'Theta page-vs-alone', route, promisedAt: iso(Date.now() + 3 * DAY) });
+    names.set(o.id, 'theta');
+    await w.post(w.fab.api, o.id, { type: 'stage_started', stage: 'cam' });
+    await w.post(w.fab.api, o.id, { type: 'stage_completed', stage: 'cam' });
+    await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: 'drilling', progress: 37 });
+    const page = await list('sort=-updatedAt');
+    expect(page.map((x) => nameOf(x.id))).toContain('theta');
+    for (const item of page) {
+      const alone = await w.ops.get(`/v1/orders/${item.id}`);
+      expect(alone.status).toBe(200);
+      // The page judges late and at risk at its own instant, a moment earlier than the read alone.
+      const timeless = ({ late: _l, atRisk: _a, lateByMinutes: _m, overrun: _o, lateStart: _s, projectedAt: _p, ...rest }: any) => rest;
+      expect(timeless(item), nameOf(item.id)).toEqual(timeless(alone.body));
+    }
+    const theta = page.find((x) => x.id === o.id);
+    expect(theta.route.map((s: any) => [s.stage, s.plannedHours, s.status, s.progress, s.after])).toEqual([
+      ['cam', 0.1, 'done', 100, []],
+      ['drilling', 1.25, 'in_progress', 37, ['cam']],
+      ['plating', 3, 'pending', 0, ['drilling']],
+      ['smt', 7.3, 'pending', 0, ['drilling', 'plating']],
+    ]);
+    expect(Date.parse(theta.route[0].completedAt)).toBeGreaterThan(0);
+    expect(theta.route[0].completedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+});
+
 describe('a column added while the service runs (a rolling deploy)', () => {
   // Lists and their steps run as prepared statements on a real Postgres (orders/list.ts): a column
   // added under them makes Postgres refuse the `select *` a connection kept. They must go on

@@ -15,8 +15,8 @@ import type { CreateOrderInput, Order } from './schemas.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
-/** The API's view of an order row and its steps, with the time-dependent flags as of `now`. */
-export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
+/** The API's view of an order row without its route, with the time-dependent flags as of `now`. */
+export function orderHead(r: OrderRow, now: Date): Omit<Order, 'route'> {
   const flags = flagsAt(
     {
       status: r.status,
@@ -59,6 +59,14 @@ export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
     lastSeq: r.last_seq,
+  };
+}
+
+/** The API's view of an order row and its steps, with the time-dependent flags as of `now`. */
+export function toOrder(r: OrderRow, steps: OrderStepRow[], now: Date): Order {
+  return {
+    ...orderHead(r, now),
+    // The same fields, in the same order, as repository.ts routesJson writes them.
     route: steps.map((s) => ({
       stage: s.stage,
       factoryId: s.factory_id,
