@@ -64,4 +64,33 @@ describe('holds and the promise clock', () => {
     expect(summary.delivered.count).toBe(1);
     expect(summary.delivered.onTime).toBe(1);
   });
+
+  it('lists an order at risk by promise date when a hold moved its due date past a promise already passed', async () => {
+    // The at-risk list by promise date reads such orders apart from the others (orders/list.ts).
+    const o = await w.createOrder({
+      promisedAt: new Date(Date.now() + 3000).toISOString(),
+      route: [{ stage: 'packing', factoryId: w.fab.id, plannedHours: 1 }],
+    });
+    await w.post(w.ops, o.id, { type: 'hold', cause: 'engineering_query', reason: 'panel drawing' });
+    await sleep(5000);
+    await w.post(w.ops, o.id, { type: 'resumed' });
+    const now = Date.now();
+    const after = await order(o.id);
+    expect(Date.parse(after.promisedAt)).toBeLessThan(now);
+    expect(Date.parse(after.dueAt)).toBeGreaterThan(now);
+    expect(after.atRisk).toBe(true);
+    const byPromise = (await w.ops.get('/v1/orders?atRisk=true&sort=promisedAt&limit=200')).body.items.map((x: any) => x.id);
+    const worstFirst = (await w.ops.get('/v1/orders?atRisk=true&sort=-lateness&limit=200')).body.items.map((x: any) => x.id);
+    expect(byPromise).toContain(o.id);
+    expect([...byPromise].sort()).toEqual([...worstFirst].sort());
+    // Walked a page of one at a time, the same orders in the same order.
+    const walked: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = (await w.ops.get(`/v1/orders?atRisk=true&sort=promisedAt&limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).body;
+      walked.push(...page.items.map((x: any) => x.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(walked).toEqual(byPromise);
+  });
 });

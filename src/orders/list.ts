@@ -92,8 +92,12 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   // now on, in order, until a page is found. The planner cannot count at-risk orders (a window
   // between two columns around now) and, offered orders_unfinished_at_risk_due, reads every one of
   // them to sort them (48,000 at 2M orders): `+ interval '0'` keeps that index out of its choices.
-  const atRiskAt = q.sort === '-lateness' ? sql`(orders.at_risk_at + interval '0')` : sql`orders.at_risk_at`;
-  const atRiskExpr = sql<SqlBool>`(${unfinished} and ${atRiskAt} < ${ref} and orders.due_at >= ${ref})`;
+  // By promise date, the at-risk orders are read in promise order (see 'promisedAt' below): then
+  // neither column of the window is offered as an index range either.
+  const atRiskByPromise = q.sort === 'promisedAt' && q.atRisk === true;
+  const atRiskAt = q.sort === '-lateness' || atRiskByPromise ? sql`(orders.at_risk_at + interval '0')` : sql`orders.at_risk_at`;
+  const dueAt = atRiskByPromise ? sql`(orders.due_at + interval '0')` : sql`orders.due_at`;
+  const atRiskExpr = sql<SqlBool>`(${unfinished} and ${atRiskAt} < ${ref} and ${dueAt} >= ${ref})`;
   const passed = (column: 'overrun_at' | 'late_start_at') => sql<SqlBool>`(${unfinished} and orders.${sql.ref(column)} < ${ref})`;
   const silentExpr = sql<SqlBool>`(orders.status = 'open' and orders.last_event_at < ${new Date(ref.getTime() - q.silentAfterHours * 3_600_000)})`;
   // A flag's negation is every order the flag does not hold for, including those where it is unknown (NULL).
@@ -129,9 +133,28 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     query = query.orderBy(`orders.${column}`).orderBy('orders.id');
   };
   switch (q.sort) {
-    case 'promisedAt':
-      ascending('promised_at');
-      break;
+    case 'promisedAt': {
+      if (!atRiskByPromise) {
+        ascending('promised_at');
+        break;
+      }
+      // At risk means due from now on, so an at-risk order promised before now is one whose due date
+      // a customer's hold moved past its promise: few, with an index of their own. The others are
+      // promised from now on, read in promise order from now (orders_unfinished_promised) until a
+      // page is found. A page at most from each, merged.
+      const page = (branch: typeof query) =>
+        branch
+          .$if(cursor !== undefined, (qb) =>
+            qb.where(sql<SqlBool>`(orders.promised_at, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`),
+          )
+          .orderBy('orders.promised_at')
+          .orderBy('orders.id')
+          .limit(q.limit + 1);
+      const fromNow = page(query.where('orders.promised_at', '>=', ref));
+      const moved = page(query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`));
+      const merged = db.selectFrom(fromNow.as('b0')).selectAll().unionAll(db.selectFrom(moved.as('b1')).selectAll());
+      return { query: merged.orderBy(sql`promised_at`).orderBy(sql`id`).limit(q.limit + 1), keyOf: (r: OrderRow) => r.promised_at.toISOString() };
+    }
     case '-updatedAt':
       keyOf = (r) => r.updated_at.toISOString();
       if (cursor) query = query.where(sql<SqlBool>`(orders.updated_at, orders.id) < (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
