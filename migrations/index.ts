@@ -9,6 +9,7 @@ import * as m0007 from './0007_lateness_order.js';
 import * as m0008 from './0008_time_counts.js';
 import * as m0009 from './0009_append_guard.js';
 import * as m0010 from './0010_moved_promises.js';
+import * as m0011 from './0011_paused_unfinished.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0008_time_counts': m0008,
   '0009_append_guard': m0009,
   '0010_moved_promises': m0010,
+  '0011_paused_unfinished': m0011,
 };
