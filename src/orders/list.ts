@@ -55,7 +55,7 @@ function decode(text: string, q: ListOrdersQuery): PageCursor {
 const unfinished = sql<SqlBool>`orders.status in ('open', 'on_hold', 'shipped')`;
 /**
  * A status condition with the statuses written into the text, not passed as parameters: a list
- * runs as a prepared statement (listOrders), and a plan made for any parameters could not use the
+ * runs as a prepared statement (listPage), and a plan made for any parameters could not use the
  * partial indexes on unfinished, delivered or cancelled orders, so Postgres would plan every call.
  */
 const statusIn = (statuses: readonly string[]) => sql<SqlBool>`orders.status in (${sql.join(statuses.map((x) => sql.lit(x)))})`;
@@ -233,15 +233,4 @@ export function pageJson({ heads, routes, nextCursor }: OrderPage): string {
   // An order's JSON ends with its last field: its route goes in before the closing brace.
   const items = heads.map((h, i) => `${JSON.stringify(h).slice(0, -1)},"route":${routes[i]}}`);
   return `{"items":[${items.join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`;
-}
-
-/** listPage as objects (the CSV export, tests). */
-export async function listOrders(
-  db: Kysely<DB>,
-  p: Principal,
-  q: ListOrdersQuery,
-  now = new Date(),
-): Promise<{ items: Order[]; nextCursor: string | null }> {
-  const page = await listPage(db, p, q, now);
-  return { items: page.heads.map((h, i) => ({ ...h, route: JSON.parse(page.routes[i]!) as Order['route'] })), nextCursor: page.nextCursor };
 }
