@@ -3,13 +3,13 @@ import { stringify } from 'csv-stringify';
 import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import type { DB } from '../db/schema.js';
-import { listPage } from './list.js';
+import { listHeads } from './list.js';
 import type { ListOrdersQuery, Order } from './schemas.js';
 
 export const CSV_MAX_ROWS = 100_000;
 const PAGE = 200;
 
-// The order's own fields: a route has no column (the page's routes are not even parsed).
+// The order's own fields: a route has no column (the pages are read without their routes).
 const COLUMNS: Array<[string, (o: Omit<Order, 'route'>) => unknown]> = [
   ['id', (o) => o.id],
   ['externalRef', (o) => o.externalRef],
@@ -42,7 +42,7 @@ export function ordersCsv(db: Kysely<DB>, p: Principal, q: ListOrdersQuery): Rea
     let cursor: string | undefined;
     let sent = 0;
     do {
-      const page = await listPage(db, p, { ...q, limit: PAGE, cursor });
+      const page = await listHeads(db, p, { ...q, limit: PAGE, cursor });
       for (const o of page.heads) {
         if (sent++ >= CSV_MAX_ROWS) return;
         yield COLUMNS.map(([, get]) => safeCell(get(o)));

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql, type Kysely, type SqlBool } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
 import { prepared } from '../db/flight.js';
@@ -55,7 +55,7 @@ function decode(text: string, q: ListOrdersQuery): PageCursor {
 const unfinished = sql<SqlBool>`orders.status in ('open', 'on_hold', 'shipped')`;
 /**
  * A status condition with the statuses written into the text, not passed as parameters: a list
- * runs as a prepared statement (listPage), and a plan made for any parameters could not use the
+ * runs as a prepared statement (listHeads), and a plan made for any parameters could not use the
  * partial indexes on unfinished, delivered or cancelled orders, so Postgres would plan every call.
  */
 const statusIn = (statuses: readonly string[]) => sql<SqlBool>`orders.status in (${sql.join(statuses.map((x) => sql.lit(x)))})`;
@@ -132,6 +132,20 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     if (cursor) query = query.where(sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
     query = query.orderBy(`orders.${column}`).orderBy('orders.id');
   };
+  // A page at most from each branch, each read in the order of its own index with its sort key as
+  // sort_key, and the pages merged: no listing sorts every row it could serve.
+  const pageOf = (branch: typeof query, key: RawBuilder<Date>, order: (qb: typeof query) => typeof query) =>
+    order(
+      branch
+        .$if(cursor !== undefined, (qb) => qb.where(sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`))
+        .select(key.as('sort_key')),
+    ).limit(q.limit + 1);
+  const merge = (branches: Array<typeof query>) => {
+    const [first, ...rest] = branches.map((b, i) => db.selectFrom(b.as(`b${i}`)).selectAll());
+    let merged = first!;
+    for (const b of rest) merged = merged.unionAll(b);
+    return merged.orderBy(sql`sort_key`).orderBy(sql`id`).limit(q.limit + 1);
+  };
   switch (q.sort) {
     case 'promisedAt': {
       if (!atRiskByPromise) {
@@ -142,18 +156,11 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       // a customer's hold moved past its promise: few, with an index of their own. The others are
       // promised from now on, read in promise order from now (orders_unfinished_promised) until a
       // page is found. A page at most from each, merged.
-      const page = (branch: typeof query) =>
-        branch
-          .$if(cursor !== undefined, (qb) =>
-            qb.where(sql<SqlBool>`(orders.promised_at, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`),
-          )
-          .orderBy('orders.promised_at')
-          .orderBy('orders.id')
-          .limit(q.limit + 1);
-      const fromNow = page(query.where('orders.promised_at', '>=', ref));
-      const moved = page(query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`));
-      const merged = db.selectFrom(fromNow.as('b0')).selectAll().unionAll(db.selectFrom(moved.as('b1')).selectAll());
-      return { query: merged.orderBy(sql`promised_at`).orderBy(sql`id`).limit(q.limit + 1), keyOf: (r: OrderRow) => r.promised_at.toISOString() };
+      const promised = sql<Date>`orders.promised_at`;
+      const inPromiseOrder = (qb: typeof query) => qb.orderBy('orders.promised_at').orderBy('orders.id');
+      const fromNow = pageOf(query.where('orders.promised_at', '>=', ref), promised, inPromiseOrder);
+      const moved = pageOf(query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`), promised, inPromiseOrder);
+      return { query: merge([fromNow, moved]), keyOf: (r: OrderRow) => r.promised_at.toISOString() };
     }
     case '-updatedAt':
       keyOf = (r) => r.updated_at.toISOString();
@@ -168,52 +175,45 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       // Cancelled orders are never late: the late list has no page of them to merge.
       if (q.late === true) statuses.delete('cancelled');
       const unfinishedAsked = UNFINISHED.filter((x) => statuses.has(x));
-      const page = (branch: typeof query, key: ReturnType<typeof lateAgainst.running>, order: (qb: typeof query) => typeof query) =>
-        order(
-          branch
-            .$if(cursor !== undefined, (qb) =>
-              qb.where(sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`),
-            )
-            .select(key.as('sort_key')),
-        ).limit(q.limit + 1);
       const branches: Array<typeof query> = [];
       if (unfinishedAsked.length) {
         const base = query.where(statusIn(unfinishedAsked));
         branches.push(
-          page(base.where(sql<SqlBool>`(${pausedByCustomer}) is not true`), lateAgainst.running(), (qb) =>
+          pageOf(base.where(sql<SqlBool>`(${pausedByCustomer}) is not true`), lateAgainst.running(), (qb) =>
             qb.orderBy('orders.due_at').orderBy('orders.id'),
           ),
-          page(base.where(pausedByCustomer), lateAgainst.paused(ref), (qb) => qb.orderBy(lateAgainst.paused(ref)).orderBy('orders.id')),
+          pageOf(base.where(pausedByCustomer), lateAgainst.paused(ref), (qb) => qb.orderBy(lateAgainst.paused(ref)).orderBy('orders.id')),
         );
       }
       if (statuses.has('delivered')) {
         branches.push(
-          page(query.where(statusIn(['delivered'])), lateAgainst.delivered(ref), (qb) =>
+          pageOf(query.where(statusIn(['delivered'])), lateAgainst.delivered(ref), (qb) =>
             qb.orderBy(sql`(orders.delivered_at - orders.due_at)`, 'desc').orderBy('orders.id'),
           ),
         );
       }
       if (statuses.has('cancelled')) {
-        branches.push(page(query.where(statusIn(['cancelled'])), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
+        branches.push(pageOf(query.where(statusIn(['cancelled'])), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
       }
-      const [first, ...rest] = branches.map((b, i) => db.selectFrom(b.as(`b${i}`)).selectAll());
-      let merged = first!;
-      for (const b of rest) merged = merged.unionAll(b);
-      return { query: merged.orderBy(sql`sort_key`).orderBy(sql`id`).limit(q.limit + 1), keyOf: keyOf! };
+      return { query: merge(branches), keyOf: keyOf! };
     }
   }
   return { query: query.limit(q.limit + 1), keyOf: keyOf! };
 }
 
-/** A page of orders: each without its route, and its route as JSON text (repository.ts routesJson). */
-export interface OrderPage {
+/** A page of orders, each without its route (the CSV export has no column for one). */
+export interface OrderHeads {
   heads: Array<Omit<Order, 'route'>>;
-  routes: string[];
   nextCursor: string | null;
 }
 
-/** Orders the caller may see, filtered, in keyset pages. */
-export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date()): Promise<OrderPage> {
+/** A page of orders, with each one's route as JSON text (repository.ts routesJson). */
+export interface OrderPage extends OrderHeads {
+  routes: string[];
+}
+
+/** Orders the caller may see, filtered, in keyset pages, without their routes. */
+export async function listHeads(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date()): Promise<OrderHeads> {
   const cursor = q.cursor ? decode(q.cursor, q) : undefined;
   const ref = cursor ? new Date(cursor.ref) : now;
   const { query, keyOf } = listQuery(db, p, q, ref, cursor);
@@ -221,11 +221,17 @@ export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery,
   const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as Array<OrderRow & { sort_key?: Date }>;
 
   const page = rows.slice(0, q.limit);
-  const routes = await routesJson(db, page.map((r) => r.id));
   const last = page.at(-1);
   const nextCursor =
     rows.length > q.limit && last ? encode({ s: q.sort, k: keyOf(last), id: last.id, ref: ref.toISOString(), f: filtersOf(q) }) : null;
-  return { heads: page.map((r) => orderHead(r, ref)), routes: page.map((r) => routes.get(r.id) ?? '[]'), nextCursor };
+  return { heads: page.map((r) => orderHead(r, ref)), nextCursor };
+}
+
+/** Orders the caller may see, filtered, in keyset pages, with their routes. */
+export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date()): Promise<OrderPage> {
+  const page = await listHeads(db, p, q, now);
+  const routes = await routesJson(db, page.heads.map((h) => h.id));
+  return { ...page, routes: page.heads.map((h) => routes.get(h.id) ?? '[]') };
 }
 
 /** The page as the API answers it, `{items, nextCursor}`, each route spliced in as Postgres wrote it. */
