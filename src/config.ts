@@ -41,6 +41,7 @@ export const configSchema = z
     STREAM_MAX_REPLAY_BUFFER: int(10_000, 10),
     SSE_HEARTBEAT_MS: int(15_000, 100),
     ALERTS_INTERVAL_MS: int(10_000, 100),
+    ROUTE_CACHE_ORDERS: int(5000, 0, 1_000_000),
     SILENT_AFTER_HOURS: z.coerce.number().min(0.1).max(24 * 90).default(24),
   })
   .superRefine((c, ctx) => {

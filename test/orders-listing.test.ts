@@ -592,6 +592,25 @@ describe('a page writes each order as reading it alone does', () => {
     expect(Date.parse(theta.route[0].completedAt)).toBeGreaterThan(0);
     expect(theta.route[0].completedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   });
+  it("a page's routes follow each write to them, though the service keeps the routes it listed", async () => {
+    // Lists keep routes by their order's seq (orders/route-cache.ts): a kept route must never be
+    // served for an order written since, from this instance or any other.
+    const o = await w.createOrder({ product: 'Iota kept route', promisedAt: iso(Date.now() + 4 * DAY) });
+    names.set(o.id, 'iota');
+    const routeOf = async () => (await list('sort=-updatedAt')).find((x) => x.id === o.id).route[0];
+    expect((await routeOf()).status).toBe('pending');
+    await routeOf(); // served from the kept routes now
+    await w.post(w.fab.api, o.id, { type: 'stage_started', stage: o.route[0].stage });
+    expect((await routeOf()).status).toBe('in_progress');
+    await w.post(w.fab.api, o.id, { type: 'stage_progress', stage: o.route[0].stage, progress: 42 });
+    expect((await routeOf()).progress).toBe(42);
+    // Written behind the service's back, without an event: a seq that did not move keeps the
+    // route as listed (the contract of every writer: events/repository.ts), one that moved does not.
+    await sql`update order_steps set progress = 43 where order_id = ${o.id} and position = 0`.execute(t.database.db);
+    expect((await routeOf()).progress).toBe(42);
+    await sql`update orders set last_seq = last_seq + 1 where id = ${o.id}`.execute(t.database.db);
+    expect((await routeOf()).progress).toBe(43);
+  });
 });
 
 describe('a column added while the service runs (a rolling deploy)', () => {

@@ -2,6 +2,7 @@ import { sql, type CompiledQuery, type Kysely, type SqlBool, type Transaction } 
 import { fixedStatement } from '../db/fixed.js';
 import { prepared } from '../db/flight.js';
 import type { DB, OrderRow, OrderStepRow } from '../db/schema.js';
+import type { KeptRoute } from './route-cache.js';
 import type { Derived, OrderState, OrderStatus, StepState, StepStatus } from './model.js';
 
 export const toStepState = (r: OrderStepRow): StepState => ({
@@ -59,24 +60,25 @@ export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<s
 const isoText = (column: string) => sql<string>`to_char(${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 const routesQuery = fixedStatement(['ids'], (db, v) =>
-  sql`select order_id as id, json_agg(json_build_object(
+  sql`select o.id, o.last_seq as seq, coalesce((select json_agg(json_build_object(
         'stage', stage, 'factoryId', factory_id, 'plannedHours', planned_hours, 'after', after,
         'plannedStart', ${isoText('planned_start')}, 'plannedEnd', ${isoText('planned_end')},
         'startedAt', ${isoText('started_at')}, 'completedAt', ${isoText('completed_at')},
         'progress', progress, 'status', status
-      ) order by position)::text as route
-      from order_steps where order_id = any(${v.ids}::uuid[]) group by order_id`.compile(db),
+      ) order by position) from order_steps s where s.order_id = o.id)::text, '[]') as route
+      from orders o where o.id = any(${v.ids}::uuid[])`.compile(db),
 );
 
 /**
  * The routes of several orders as the API writes them (an Order's `route`), as JSON text made by
- * Postgres: a list page passes it through instead of parsing some 850 step rows and their 3,400
+ * Postgres (as bytes: a page is written as bytes, orders/list.ts pageJson), each with the seq of its order read in the same statement (the route as of that
+ * seq): a list page passes it through instead of parsing some 850 step rows and their 3,400
  * timestamps into objects and writing them out again (orders/list.ts).
  */
-export async function routesJson(db: Kysely<DB>, orderIds: string[]): Promise<Map<string, string>> {
+export async function routesJson(db: Kysely<DB>, orderIds: string[]): Promise<Map<string, KeptRoute>> {
   if (!orderIds.length) return new Map();
-  const rows = (await db.executeQuery<{ id: string; route: string }>(prepared(routesQuery(db, { ids: orderIds }), 'read'))).rows;
-  return new Map(rows.map((r) => [r.id, r.route]));
+  const rows = (await db.executeQuery<{ id: string; seq: number; route: string }>(prepared(routesQuery(db, { ids: orderIds }), 'read'))).rows;
+  return new Map(rows.map((r) => [r.id, { seq: r.seq, json: Buffer.from(r.route) }]));
 }
 
 /**

@@ -5,6 +5,7 @@ import { idempotencyKey } from '../events/schemas.js';
 import { idParams, sendJsonText } from '../http/schemas.js';
 import { CSV_MAX_ROWS, ordersCsv } from './csv.js';
 import { listPage, pageJson } from './list.js';
+import { RouteCache } from './route-cache.js';
 import { createOrderBody, listOrdersQuery, orderSchema } from './schemas.js';
 import { createOrder, getOrder } from './service.js';
 
@@ -12,6 +13,7 @@ const tags = ['orders'];
 
 export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
   const db = app.database.db;
+  const routes = new RouteCache(app.config.ROUTE_CACHE_ORDERS);
 
   app.post(
     '/v1/orders',
@@ -52,7 +54,7 @@ export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     // Written here, routes as Postgres wrote them (list.ts pageJson); orders-listing holds every
     // page to the strict schema.
-    async (req, reply) => sendJsonText(reply, pageJson(await listPage(db, req.principal!, req.query))),
+    async (req, reply) => sendJsonText(reply, pageJson(await listPage(db, req.principal!, req.query, new Date(), routes))),
   );
 
   app.get(
