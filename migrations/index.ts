@@ -10,6 +10,7 @@ import * as m0008 from './0008_time_counts.js';
 import * as m0009 from './0009_append_guard.js';
 import * as m0010 from './0010_moved_promises.js';
 import * as m0011 from './0011_paused_unfinished.js';
+import * as m0012 from './0012_orders_vacuumed_often.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009_append_guard': m0009,
   '0010_moved_promises': m0010,
   '0011_paused_unfinished': m0011,
+  '0012_orders_vacuumed_often': m0012,
 };
