@@ -51,7 +51,8 @@ export const problemSchema = z.object({
 export const writtenAsBuilt = () => (data: unknown) => JSON.stringify(data);
 
 /**
- * Sends JSON a route wrote itself, as text or bytes (orders/list.ts pageJson), past the route's serializer and
- * the type its response schema gives: the tests hold these answers to the schema made strict.
+ * Sends JSON a route wrote itself, as text or bytes (orders/list.ts pageJson), past the route's
+ * serializer and the type its response schema gives: the tests hold these answers to the schema
+ * made strict.
  */
-export const sendJsonText = (reply: FastifyReply, json: string | Buffer) => reply.type('application/json; charset=utf-8').send(json as never);
+export const sendJson = (reply: FastifyReply, json: string | Buffer) => reply.type('application/json; charset=utf-8').send(json as never);

@@ -243,22 +243,22 @@ export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery,
 }
 
 const EMPTY_ROUTE = Buffer.from('[]');
+const ITEMS = Buffer.from('{"items":[');
 const ROUTE_KEY = Buffer.from(',"route":');
 const CLOSE = Buffer.from('}');
 
 /**
  * The page as the API answers it, `{items, nextCursor}`, each route spliced in as Postgres wrote
- * it, as bytes: a page is some 300 KB, and a JavaScript string that large is slow to build and
+ * it, as bytes: a page is some 365 KB, and a JavaScript string that large is slow to build and
  * slower to encode (V8 puts it in its large-object space: 1.8 ms to join 50 routes into one
  * string, and as long again to measure and encode it, against 0.1 ms to join them as bytes).
  */
 export function pageJson({ heads, routes, nextCursor }: OrderPage): Buffer {
-  const parts: Buffer[] = [];
+  const parts: Buffer[] = [ITEMS];
   heads.forEach((h, i) => {
     // An order's JSON ends with its last field: its route goes in before the closing brace.
-    const head = JSON.stringify(h);
-    parts.push(Buffer.from(`${i ? ',' : '{"items":['}${head.slice(0, -1)}`), ROUTE_KEY, routes[i]!, CLOSE);
+    parts.push(Buffer.from(`${i ? ',' : ''}${JSON.stringify(h).slice(0, -1)}`), ROUTE_KEY, routes[i]!, CLOSE);
   });
-  parts.push(Buffer.from(`${heads.length ? '' : '{"items":['}],"nextCursor":${JSON.stringify(nextCursor)}}`));
+  parts.push(Buffer.from(`],"nextCursor":${JSON.stringify(nextCursor)}}`));
   return Buffer.concat(parts);
 }

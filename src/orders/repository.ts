@@ -70,10 +70,10 @@ const routesQuery = fixedStatement(['ids'], (db, v) =>
 );
 
 /**
- * The routes of several orders as the API writes them (an Order's `route`), as JSON text made by
- * Postgres (as bytes: a page is written as bytes, orders/list.ts pageJson), each with the seq of its order read in the same statement (the route as of that
- * seq): a list page passes it through instead of parsing some 850 step rows and their 3,400
- * timestamps into objects and writing them out again (orders/list.ts).
+ * The routes of several orders as the API writes them (an Order's `route`), as JSON made by
+ * Postgres and kept as bytes, each with its order's seq read in the same statement (the route as
+ * of that seq): a list page passes them through instead of parsing some 850 step rows and their
+ * 3,400 timestamps into objects and writing them out again (orders/list.ts pageJson).
  */
 export async function routesJson(db: Kysely<DB>, orderIds: string[]): Promise<Map<string, KeptRoute>> {
   if (!orderIds.length) return new Map();

@@ -5,7 +5,7 @@ export interface KeptRoute {
 }
 
 /**
- * The routes of the orders listed last, as JSON text, each kept with the seq of the order it was
+ * The routes of the orders listed last, as JSON bytes, each kept with the seq of the order it was
  * read at. Every writer of a route advances its order's seq in the same statement
  * (events/repository.ts appendAndProject; the alert job's events), so a route kept at the seq a
  * list page reads for its order is exactly the route Postgres would write again. Ops boards and

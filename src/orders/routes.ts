@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireRole } from '../auth/access.js';
 import { idempotencyKey } from '../events/schemas.js';
-import { idParams, sendJsonText } from '../http/schemas.js';
+import { idParams, sendJson } from '../http/schemas.js';
 import { CSV_MAX_ROWS, ordersCsv } from './csv.js';
 import { listPage, pageJson } from './list.js';
 import { RouteCache } from './route-cache.js';
@@ -54,7 +54,7 @@ export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     // Written here, routes as Postgres wrote them (list.ts pageJson); orders-listing holds every
     // page to the strict schema.
-    async (req, reply) => sendJsonText(reply, pageJson(await listPage(db, req.principal!, req.query, new Date(), routes))),
+    async (req, reply) => sendJson(reply, pageJson(await listPage(db, req.principal!, req.query, new Date(), routes))),
   );
 
   app.get(
