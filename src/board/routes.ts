@@ -25,15 +25,13 @@ export const BOARD_CSP = [
 ].join('; ');
 
 /**
- * The page's own files: next to this module when run from source (tsx), or in the source tree
- * when run compiled from dist/src/board (tsc does not copy them; the image copies the folder).
+ * The page's own files: next to this module when run from source (src/board/public), and next
+ * to the bundle when built (scripts/bundle.ts copies them to dist/public).
  */
 function publicDir(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, 'public'), join(here, '..', '..', '..', 'src', 'board', 'public')];
-  const found = candidates.find((dir) => existsSync(join(dir, 'index.html')));
-  if (!found) throw new Error(`board: index.html not found in ${candidates.join(' or ')}`);
-  return found;
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'public');
+  if (!existsSync(join(dir, 'index.html'))) throw new Error(`board: index.html not found in ${dir}`);
+  return dir;
 }
 
 interface Asset {

@@ -38,15 +38,18 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
+/** How the service is started: from source by default; a built bundle's path in its place. */
+const FROM_SOURCE = ['--import', 'tsx', 'src/server.ts'];
+
 /**
- * Starts the real service (src/server.ts) as its own process on a random port; resolves once
+ * Starts the real service (src/server.ts, or `args`) as its own process on a random port; resolves once
  * /readyz is 200. Ports are drawn below the kernel's ephemeral range (the tests' own client
  * sockets take those), and a port taken meanwhile is retried on another.
  */
-export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+export async function startServer(env: Record<string, string>, args = FROM_SOURCE): Promise<ServerProcess> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startServerOn(10000 + Math.floor(Math.random() * 20000), env);
+      return await startServerOn(10000 + Math.floor(Math.random() * 20000), env, args);
     } catch (err) {
       if (attempt >= 5 || !(err instanceof PortTaken)) throw err;
     }
@@ -55,8 +58,8 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
 
 class PortTaken extends Error {}
 
-async function startServerOn(port: number, env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+async function startServerOn(port: number, env: Record<string, string>, args: string[]): Promise<ServerProcess> {
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -34,7 +34,7 @@ export function standardRoute(w: Pick<World, 'fab' | 'assembly' | 'logistics'>) 
   ];
 }
 
-export async function createWorld(t: TestApp): Promise<World> {
+export async function createWorld(t: Pick<TestApp, 'api' | 'token'>): Promise<World> {
   const admin = t.api.as(await t.token({ role: 'admin' }));
   const ops = t.api.as(await t.token({ role: 'ops' }));
   const mk = async (path: string, body: unknown) => {
