@@ -45,8 +45,8 @@ export async function bundle(outDir: string): Promise<{ imports: string[] }> {
     external: EXTERNAL,
     // Bundled CommonJS packages call require(): give the ES module one, resolving from dist/.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    // Function and class names stay as written, for stack traces and logs.
-    keepNames: true,
+    // No keepNames: it wraps every function in a call that redefines its name, and the
+    // closures made for each socket then cost 1.4 KB more per subscriber (BENCHMARKS.md).
     sourcemap: 'linked',
     logLevel: 'warning',
     metafile: true,
