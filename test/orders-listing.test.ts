@@ -568,7 +568,8 @@ describe('a page writes each order as reading it alone does', () => {
       { stage: 'plating', factoryId: w.fab.id, plannedHours: 3 },
       { stage: 'smt', factoryId: w.assembly.id, plannedHours: 7.3, after: ['drilling', 'plating'] },
     ];
-    const o = await w.createOrder({ product: 'Theta page-vs-alone', route, promisedAt: iso(Date.now() + 3 * DAY) });
+    // A product beyond ASCII: the page is written in bytes, each order cut before its closing brace.
+    const o = await w.createOrder({ product: 'Theta page-vs-alone, 四层板 für Müller', externalRef: 'θ-1', route, promisedAt: iso(Date.now() + 3 * DAY) });
     names.set(o.id, 'theta');
     await w.post(w.fab.api, o.id, { type: 'stage_started', stage: 'cam' });
     await w.post(w.fab.api, o.id, { type: 'stage_completed', stage: 'cam' });
