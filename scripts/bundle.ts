@@ -2,7 +2,7 @@
 //
 // Why a bundle: started from tsc's output, Node loads some 900 modules (Kysely alone is 304
 // files, zod's 100, Fastify's and Socket.IO's dependencies most of the rest), and resolving,
-// reading and linking them was over half of the time to ready on a real database. One file is
+// reading and linking them was about half of the time to ready on a real database. One file is
 // read and compiled once. The packages that find their own files on disk at run time stay
 // outside and load from node_modules as before.
 import { cpSync, rmSync } from 'node:fs';
@@ -47,6 +47,7 @@ export async function bundle(outDir: string): Promise<{ imports: string[] }> {
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
     // No keepNames: it wraps every function in a call that redefines its name, and the
     // closures made for each socket then cost 1.4 KB more per subscriber (BENCHMARKS.md).
+    // `node --enable-source-maps dist/server.js` maps stack traces back to src/.
     sourcemap: 'linked',
     logLevel: 'warning',
     metafile: true,
