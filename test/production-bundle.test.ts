@@ -30,6 +30,9 @@ const tempDir = () => {
   return dir;
 };
 
+const token = (claims: { role: 'customer' | 'ops' | 'admin'; customerId?: string }) =>
+  mintToken(JWT_SECRET, { sub: `${claims.role}-bundle`, ...claims }, 3600);
+
 let imports: string[];
 let server: ServerProcess;
 let db: Awaited<ReturnType<typeof freshDatabase>> | undefined;
@@ -40,8 +43,6 @@ beforeAll(async () => {
   db = TEST_DATABASE_URL ? await freshDatabase() : undefined;
   const env: Record<string, string> = db ? { DATABASE_URL: db.url! } : { DATABASE_URL: '', DATA_DIR: tempDir() };
   server = await startServer(env, [join(outDir, 'server.js')]);
-  const token = (claims: { role: 'customer' | 'ops' | 'admin'; customerId?: string }) =>
-    mintToken(JWT_SECRET, { sub: `${claims.role}-bundle`, ...claims }, 3600);
   w = await createWorld({ api: new ApiClient(server.baseUrl), token });
 }, 120_000);
 afterAll(async () => {
@@ -61,7 +62,7 @@ describe('the production bundle', () => {
   it('serves an event to a subscribed customer over Socket.IO', async () => {
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connect(`${server.baseUrl}/v1`, {
       path: '/socket.io',
-      auth: { token: await mintToken(JWT_SECRET, { sub: 'bundle-a', role: 'customer', customerId: w.customerA.id }) },
+      auth: { token: await token({ role: 'customer', customerId: w.customerA.id }) },
       transports: ['websocket'],
       reconnection: false,
     });
