@@ -4,6 +4,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, type LogEvent } from 'kysely';
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import { clientQuery } from './client-query.js';
 import { forgetPrepared, preparedName } from './flight.js';
 import type { DB } from './schema.js';
 
@@ -121,13 +122,13 @@ function namingPreparedStatements(pool: pg.Pool): pg.Pool {
   const wrap = (client: pg.PoolClient) => {
     const query = async (text: unknown, values?: unknown[]) => {
       const name = typeof text === 'string' ? preparedName(text) : undefined;
-      if (!name) return client.query(text as string, values);
+      if (!name) return clientQuery(client, text as string, values);
       try {
-        return await client.query({ name, text: text as string, values });
+        return await clientQuery(client, { name, text: text as string, values });
       } catch (err) {
         if (!isStalePreparedResult(err)) throw err;
         forgetPrepared(text as string); // from then on this text runs unnamed
-        return client.query(text as string, values);
+        return clientQuery(client, text as string, values);
       }
     };
     const proxy = new Proxy(client, {

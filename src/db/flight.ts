@@ -1,6 +1,7 @@
 import type { CompiledQuery } from 'kysely';
 import type { Socket } from 'node:net';
 import type pg from 'pg';
+import { clientQuery } from './client-query.js';
 import type { Database } from './database.js';
 
 /**
@@ -94,12 +95,12 @@ export function writeTransactions(database: Database): WriteTransaction {
           ?.stream;
         socket?.cork?.();
         try {
-          if (!begun) sent.push(client.query('begin'));
+          if (!begun) sent.push(clientQuery(client, 'begin'));
           begun = true;
           for (const q of queries)
-            sent.push(client.query({ name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] }));
+            sent.push(clientQuery(client, { name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] }));
           if (opts?.commit) {
-            sent.push(client.query('commit'));
+            sent.push(clientQuery(client, 'commit'));
             ended = true; // a commit behind a failed statement rolls back: either way the transaction is over
           }
         } finally {
@@ -115,10 +116,10 @@ export function writeTransactions(database: Database): WriteTransaction {
     };
     try {
       const result = await fn(flight);
-      if (begun && !ended) await client.query('commit');
+      if (begun && !ended) await clientQuery(client, 'commit');
       return result;
     } catch (err) {
-      if (begun && !ended) await client.query('rollback').catch(() => (broken = true));
+      if (begun && !ended) await clientQuery(client, 'rollback').catch(() => (broken = true));
       throw err;
     } finally {
       client.release(broken || undefined);
