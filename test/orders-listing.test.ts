@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { orderSchema, stepSchema } from '../src/orders/schemas.js';
+import { listHeads, listPage, pageJson } from '../src/orders/list.js';
+import { listOrdersQuery, orderSchema, stepSchema } from '../src/orders/schemas.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { createWorld, type World } from './helpers/world.js';
 
@@ -592,6 +593,33 @@ describe('a page writes each order as reading it alone does', () => {
     ]);
     expect(Date.parse(theta.route[0].completedAt)).toBeGreaterThan(0);
     expect(theta.route[0].completedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+  it("a page's flags and projection equal the orders read as rows, at any instant", async () => {
+    // A JSON page reads its orders' instants as numbers and its fixed fields as JSON written by
+    // Postgres (orders/list.ts pageQuery); the CSV export reads rows and builds each order as a
+    // read alone does (orderHead). Asked at the same instants, before, at and past every promise
+    // of this file's orders, the two must agree on every order, flag and projection included.
+    const ops = { role: 'ops', sub: 'test', expiresAt: new Date(Date.now() + DAY) } as const;
+    const shapes = ['sort=-lateness', 'late=true&sort=-lateness', 'atRisk=true&sort=promisedAt', 'sort=-updatedAt', 'status=on_hold,delivered,cancelled'];
+    let compared = 0;
+    const flagsSeen = new Set<string>();
+    for (const offset of [-2 * DAY, 0, 2 * DAY, 5 * DAY, 30 * DAY]) {
+      const at = new Date(Date.now() + offset);
+      for (const shape of shapes) {
+        const q = listOrdersQuery.parse({ ...Object.fromEntries(new URLSearchParams(shape)), limit: '7' });
+        const rows = await listHeads(t.database.db, ops, q, at);
+        const page = JSON.parse(pageJson(await listPage(t.database.db, ops, q, at)).toString());
+        expect(page.nextCursor, shape).toBe(rows.nextCursor);
+        expect(page.items.map(({ route: _r, ...head }: any) => head), `${shape} at ${at.toISOString()}`).toEqual(rows.heads);
+        for (const h of rows.heads) {
+          for (const flag of ['late', 'atRisk', 'overrun', 'lateStart'] as const) if (h[flag]) flagsSeen.add(flag);
+          flagsSeen.add(h.projectedAt === null ? 'no projection' : 'projected');
+        }
+        compared += rows.heads.length;
+      }
+    }
+    expect(compared).toBeGreaterThan(100);
+    expect([...flagsSeen].sort()).toEqual(['atRisk', 'late', 'lateStart', 'no projection', 'overrun', 'projected']);
   });
   it("a page's routes follow each write to them, though the service keeps the routes it listed", async () => {
     // Lists keep routes by their order's seq (orders/route-cache.ts): a kept route must never be

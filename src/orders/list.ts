@@ -8,6 +8,7 @@ import { badRequest } from '../http/problems.js';
 import { routesJson } from './repository.js';
 import type { RouteCache } from './route-cache.js';
 import type { ListOrdersQuery, Order } from './schemas.js';
+import { flagsAt, projectedMs } from './projection.js';
 import { orderHead } from './service.js';
 
 /**
@@ -127,9 +128,10 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       qb.where(sql<SqlBool>`orders.product ilike ${'%' + q.product!.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`),
     );
 
-  let keyOf: (r: OrderRow & { sort_key?: Date }) => string;
+  // Every shape selects its sort key as sort_key: the cursor is cut from it (and a JSON page,
+  // which reads other columns than the row, orders by it: pageQuery).
   const ascending = (column: 'promised_at') => {
-    keyOf = (r) => r[column].toISOString();
+    query = query.select(sql<Date>`orders.${sql.ref(column)}`.as('sort_key'));
     if (cursor) query = query.where(sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
     query = query.orderBy(`orders.${column}`).orderBy('orders.id');
   };
@@ -161,15 +163,14 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       const inPromiseOrder = (qb: typeof query) => qb.orderBy('orders.promised_at').orderBy('orders.id');
       const fromNow = pageOf(query.where('orders.promised_at', '>=', ref), promised, inPromiseOrder);
       const moved = pageOf(query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`), promised, inPromiseOrder);
-      return { query: merge([fromNow, moved]), keyOf: (r: OrderRow) => r.promised_at.toISOString() };
+      return { query: merge([fromNow, moved]), descending: false };
     }
     case '-updatedAt':
-      keyOf = (r) => r.updated_at.toISOString();
+      query = query.select(sql<Date>`orders.updated_at`.as('sort_key'));
       if (cursor) query = query.where(sql<SqlBool>`(orders.updated_at, orders.id) < (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
       query = query.orderBy('orders.updated_at', 'desc').orderBy('orders.id', 'desc');
-      break;
+      return { query: query.limit(q.limit + 1), descending: true };
     case '-lateness': {
-      keyOf = (r) => (r.sort_key as Date).toISOString();
       // At risk, overrun and late to start are flags of unfinished orders only: no branch for the others.
       const unfinishedOnly = q.atRisk === true || q.overrun === true || q.lateStart === true;
       const statuses = new Set(q.status ?? (unfinishedOnly ? UNFINISHED : ['open', 'on_hold', 'shipped', 'delivered', 'cancelled']));
@@ -196,10 +197,10 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       if (statuses.has('cancelled')) {
         branches.push(pageOf(query.where(statusIn(['cancelled'])), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
       }
-      return { query: merge(branches), keyOf: keyOf! };
+      return { query: merge(branches), descending: false };
     }
   }
-  return { query: query.limit(q.limit + 1), keyOf: keyOf! };
+  return { query: query.limit(q.limit + 1), descending: false };
 }
 
 /** A page of orders, each without its route (the CSV export has no column for one). */
@@ -208,24 +209,110 @@ export interface OrderHeads {
   nextCursor: string | null;
 }
 
-/** A page of orders, with each one's route as JSON bytes (repository.ts routesJson). */
-export interface OrderPage extends OrderHeads {
-  routes: Buffer[];
+type SortedRow = OrderRow & { sort_key: Date };
+
+function cursorAfter(rows: Array<{ sort_key: Date; id: string }>, q: ListOrdersQuery, ref: Date): string | null {
+  const last = rows[q.limit - 1];
+  return rows.length > q.limit && last
+    ? encode({ s: q.sort, k: last.sort_key.toISOString(), id: last.id, ref: ref.toISOString(), f: filtersOf(q) })
+    : null;
 }
 
 /** Orders the caller may see, filtered, in keyset pages, without their routes. */
 export async function listHeads(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date()): Promise<OrderHeads> {
   const cursor = q.cursor ? decode(q.cursor, q) : undefined;
   const ref = cursor ? new Date(cursor.ref) : now;
-  const { query, keyOf } = listQuery(db, p, q, ref, cursor);
+  const { query } = listQuery(db, p, q, ref, cursor);
   // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts).
-  const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as Array<OrderRow & { sort_key?: Date }>;
+  const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as SortedRow[];
+  return { heads: rows.slice(0, q.limit).map((r) => orderHead(r, ref)), nextCursor: cursorAfter(rows, q, ref) };
+}
 
-  const page = rows.slice(0, q.limit);
-  const last = page.at(-1);
-  const nextCursor =
-    rows.length > q.limit && last ? encode({ s: q.sort, k: keyOf(last), id: last.id, ref: ref.toISOString(), f: filtersOf(q) }) : null;
-  return { heads: page.map((r) => orderHead(r, ref)), nextCursor };
+/** An instant as milliseconds since the epoch, as a JavaScript Date holds it (whole milliseconds). */
+const epochMs = (column: string) => sql<number | null>`floor(extract(epoch from m.${sql.ref(column)}) * 1000)::float8`;
+const isoText = (column: string) => sql<string>`to_char(m.${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** An order of a JSON page as Postgres reads it (pageQuery). */
+interface PageRow {
+  id: string;
+  last_seq: number;
+  sort_key: Date;
+  /** The fields before projectedAt, as JSON, closing brace included. */
+  head: string;
+  /** The fields after the flags, as JSON, opening brace included. */
+  tail: string;
+  status: string;
+  hold_cause: string | null;
+  due_at: number;
+  delivered_at: number | null;
+  at_risk_at: number | null;
+  held_at: number | null;
+  overrun_at: number | null;
+  late_start_at: number | null;
+  projection_lead_minutes: number | null;
+  projection_floor_at: number | null;
+}
+
+/**
+ * The listing as a JSON page reads it: the fields that do not depend on the page's instant are
+ * written by Postgres, in the API's names and order (orderHead), and the instants the others
+ * depend on come as numbers. A page of 50 orders parsed as rows was some 1,400 column values and
+ * 650 Dates, and those objects were most of what outlived the service's scavenges (BENCHMARKS.md).
+ */
+function pageQuery(db: Kysely<DB>, listing: ReturnType<typeof listQuery>) {
+  const dir = listing.descending ? 'desc' : 'asc';
+  return db
+    // As a raw subquery: the listing's builder type is a union of its shapes.
+    .selectFrom(sql`${listing.query}`.as('m'))
+    .select([
+      sql<string>`m.id`.as('id'),
+      sql<number>`m.last_seq`.as('last_seq'),
+      sql<Date>`m.sort_key`.as('sort_key'),
+      sql<string>`json_build_object('id', m.id, 'externalRef', m.external_ref, 'customerId', m.customer_id,
+        'engineerId', m.engineer_id, 'product', m.product, 'quantity', m.quantity, 'status', m.status,
+        'currentStages', m.current_stages, 'progress', m.progress, 'promisedAt', ${isoText('promised_at')},
+        'dueAt', ${isoText('due_at')})::text`.as('head'),
+      sql<string>`json_build_object('holdCause', m.hold_cause, 'lastEventAt', ${isoText('last_event_at')},
+        'createdAt', ${isoText('created_at')}, 'updatedAt', ${isoText('updated_at')}, 'lastSeq', m.last_seq)::text`.as('tail'),
+      sql<string>`m.status`.as('status'),
+      sql<string | null>`m.hold_cause`.as('hold_cause'),
+      ...(['due_at', 'delivered_at', 'at_risk_at', 'held_at', 'overrun_at', 'late_start_at', 'projection_floor_at'] as const).map((c) =>
+        epochMs(c).as(c),
+      ),
+      sql<number | null>`m.projection_lead_minutes`.as('projection_lead_minutes'),
+    ])
+    .orderBy(sql`m.sort_key`, dir)
+    .orderBy(sql`m.id`, dir);
+}
+
+/** One order of a page as JSON without its closing brace, its flags as of `ref` (as orderHead). */
+function itemJson(r: PageRow, ref: Date): string {
+  const projected = projectedMs(
+    { deliveredAt: r.delivered_at, projectionLeadMinutes: r.projection_lead_minutes, projectionFloorAt: r.projection_floor_at },
+    ref,
+  );
+  const flags = flagsAt(
+    {
+      status: r.status,
+      dueAt: r.due_at,
+      deliveredAt: r.delivered_at,
+      atRiskAt: r.at_risk_at,
+      holdCause: r.hold_cause,
+      heldAt: r.held_at,
+      overrunAt: r.overrun_at,
+      lateStartAt: r.late_start_at,
+    },
+    ref,
+  );
+  const projectedAt = projected === null ? 'null' : `"${new Date(projected).toISOString()}"`;
+  return `${r.head.slice(0, -1)},"projectedAt":${projectedAt},${JSON.stringify(flags).slice(1, -1)},${r.tail.slice(1, -1)}`;
+}
+
+/** A page of orders as JSON: each order's fields but its route (itemJson), and its route as bytes. */
+export interface OrderPage {
+  items: Array<{ id: string; lastSeq: number; json: string }>;
+  routes: Buffer[];
+  nextCursor: string | null;
 }
 
 /**
@@ -233,13 +320,18 @@ export async function listHeads(db: Kysely<DB>, p: Principal, q: ListOrdersQuery
  * the page read (route-cache.ts), the others read in one more statement and kept.
  */
 export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date(), kept?: RouteCache): Promise<OrderPage> {
-  const page = await listHeads(db, p, q, now);
-  const routes = page.heads.map((h) => kept?.get(h.id, h.lastSeq));
-  const missing = page.heads.filter((_, i) => routes[i] === undefined).map((h) => h.id);
+  const cursor = q.cursor ? decode(q.cursor, q) : undefined;
+  const ref = cursor ? new Date(cursor.ref) : now;
+  const query = pageQuery(db, listQuery(db, p, q, ref, cursor));
+  // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts).
+  const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as PageRow[];
+  const items = rows.slice(0, q.limit).map((r) => ({ id: r.id, lastSeq: r.last_seq, json: itemJson(r, ref) }));
+  const routes = items.map((h) => kept?.get(h.id, h.lastSeq));
+  const missing = items.filter((_, i) => routes[i] === undefined).map((h) => h.id);
   const read = await routesJson(db, missing);
   for (const [id, route] of read) kept?.put(id, route);
   // A route read after the page may be a write newer than its order's fields, as before any cache.
-  return { ...page, routes: page.heads.map((h, i) => routes[i] ?? read.get(h.id)?.json ?? EMPTY_ROUTE) };
+  return { items, nextCursor: cursorAfter(rows, q, ref), routes: items.map((h, i) => routes[i] ?? read.get(h.id)?.json ?? EMPTY_ROUTE) };
 }
 
 const EMPTY_ROUTE = Buffer.from('[]');
@@ -253,11 +345,11 @@ const CLOSE = Buffer.from('}');
  * slower to encode (V8 puts it in its large-object space: 1.8 ms to join 50 routes into one
  * string, and as long again to measure and encode it, against 0.1 ms to join them as bytes).
  */
-export function pageJson({ heads, routes, nextCursor }: OrderPage): Buffer {
+export function pageJson({ items, routes, nextCursor }: OrderPage): Buffer {
   const parts: Buffer[] = [ITEMS];
-  heads.forEach((h, i) => {
+  items.forEach((h, i) => {
     // An order's JSON ends with its last field: its route goes in before the closing brace.
-    parts.push(Buffer.from(`${i ? ',' : ''}${JSON.stringify(h).slice(0, -1)}`), ROUTE_KEY, routes[i]!, CLOSE);
+    parts.push(Buffer.from(i ? `,${h.json}` : h.json), ROUTE_KEY, routes[i]!, CLOSE);
   });
   parts.push(Buffer.from(`],"nextCursor":${JSON.stringify(nextCursor)}}`));
   return Buffer.concat(parts);

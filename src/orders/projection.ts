@@ -101,6 +101,10 @@ export function planRoute(
   });
 }
 
+/** An instant as a Date, or as milliseconds since the epoch (a list page reads them so: list.ts). */
+export type Instant = Date | number;
+const ms = (t: Instant): number => (typeof t === 'number' ? t : t.getTime());
+
 /**
  * Time-dependent flags of an order, as of `now`, against its due date (the promise, moved by
  * the customer's holds). While the customer holds it the clock is paused at the hold's start.
@@ -109,23 +113,23 @@ export function planRoute(
 export function flagsAt(
   o: {
     status: string;
-    dueAt: Date;
-    deliveredAt: Date | null;
-    atRiskAt: Date | null;
+    dueAt: Instant;
+    deliveredAt: Instant | null;
+    atRiskAt: Instant | null;
     holdCause?: string | null;
-    heldAt?: Date | null;
-    overrunAt?: Date | null;
-    lateStartAt?: Date | null;
+    heldAt?: Instant | null;
+    overrunAt?: Instant | null;
+    lateStartAt?: Instant | null;
   },
   now: Date,
 ): { late: boolean; atRisk: boolean; lateByMinutes: number; overrun: boolean; lateStart: boolean } {
   const unfinished = (UNFINISHED as readonly string[]).includes(o.status);
-  const paused = o.status === 'on_hold' && o.holdCause === CUSTOMER_HOLD && o.heldAt ? o.heldAt : null;
+  const paused = o.status === 'on_hold' && o.holdCause === CUSTOMER_HOLD && o.heldAt != null ? o.heldAt : null;
   const end = o.deliveredAt ?? (unfinished ? (paused ?? now) : null);
-  const lateMs = end ? end.getTime() - o.dueAt.getTime() : 0;
+  const lateMs = end !== null ? ms(end) - ms(o.dueAt) : 0;
   const late = lateMs > 0 && o.status !== 'cancelled';
-  const atRisk = unfinished && !late && o.atRiskAt !== null && now.getTime() > o.atRiskAt.getTime();
-  const passed = (t: Date | null | undefined) => unfinished && !!t && now.getTime() > t.getTime();
+  const atRisk = unfinished && !late && o.atRiskAt !== null && now.getTime() > ms(o.atRiskAt);
+  const passed = (t: Instant | null | undefined) => unfinished && t != null && now.getTime() > ms(t);
   return { late, atRisk, lateByMinutes: late ? Math.floor(lateMs / MINUTE) : 0, overrun: passed(o.overrunAt), lateStart: passed(o.lateStartAt) };
 }
 
@@ -135,6 +139,16 @@ export function projectedAt(
   now: Date,
 ): Date | null {
   if (o.deliveredAt) return o.deliveredAt;
+  const at = projectedMs(o, now);
+  return at === null ? null : new Date(at);
+}
+
+/** projectedAt in milliseconds since the epoch. */
+export function projectedMs(
+  o: { deliveredAt: Instant | null; projectionLeadMinutes: number | null; projectionFloorAt: Instant | null },
+  now: Date,
+): number | null {
+  if (o.deliveredAt !== null) return ms(o.deliveredAt);
   if (o.projectionLeadMinutes === null) return null;
-  return new Date(Math.max(now.getTime() + o.projectionLeadMinutes * MINUTE, o.projectionFloorAt?.getTime() ?? -Infinity));
+  return Math.max(now.getTime() + o.projectionLeadMinutes * MINUTE, o.projectionFloorAt === null ? -Infinity : ms(o.projectionFloorAt));
 }
