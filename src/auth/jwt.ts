@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import { unauthorized } from '../http/problems.js';
@@ -16,7 +16,7 @@ const claimsSchema = z.discriminatedUnion('role', [
 ]);
 
 export function createJwtVerifier(opts: { secret?: string; publicKey?: string; issuer?: string }): JwtVerifier {
-  let key: Uint8Array | KeyObject;
+  let key: Promise<webcrypto.CryptoKey> | KeyObject;
   let algorithm: JwtVerifier['algorithm'];
   if (opts.publicKey) {
     key = createPublicKey(opts.publicKey);
@@ -25,7 +25,9 @@ export function createJwtVerifier(opts: { secret?: string; publicKey?: string; i
     else if (type === 'ec') algorithm = 'ES256';
     else throw new Error(`JWT_PUBLIC_KEY: unsupported key type ${type ?? 'unknown'} (use RSA or EC P-256)`);
   } else if (opts.secret) {
-    key = new TextEncoder().encode(opts.secret);
+    // Imported once: given the secret's bytes, jose imports a key on every verify (a WebCrypto
+    // import per request, and the objects it leaves for the collector); a KeyObject it caches.
+    key = webcrypto.subtle.importKey('raw', new TextEncoder().encode(opts.secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
     algorithm = 'HS256';
   } else {
     throw new Error('no JWT key configured');
@@ -36,7 +38,7 @@ export function createJwtVerifier(opts: { secret?: string; publicKey?: string; i
       let payload: unknown;
       try {
         // The algorithm is pinned: a token signed with anything else (or `none`) is refused.
-        ({ payload } = await jwtVerify(token, key, {
+        ({ payload } = await jwtVerify(token, await key, {
           algorithms: [algorithm],
           requiredClaims: ['exp', 'sub', 'role'],
           ...(opts.issuer ? { issuer: opts.issuer } : {}),
