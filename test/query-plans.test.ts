@@ -1,7 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/auth/principal.js';
-import { listQuery } from '../src/orders/list.js';
+import { listQuery, pageQuery } from '../src/orders/list.js';
 import { listOrdersQuery } from '../src/orders/schemas.js';
 import { generateWorld, WORLD_SIZES } from '../src/world/generate.js';
 import { openDatabase, type Database } from '../src/db/database.js';
@@ -16,71 +16,104 @@ import { skipWithoutPostgresBinaries, startTempPostgres, type TempPostgres } fro
 type Plan = { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; Plans?: Plan[] };
 const nodes = (p: Plan): Plan[] => [p, ...(p.Plans ?? []).flatMap(nodes)];
 /** The nodes below p that no Limit bounds: what a Sort at p would have to sort in full. */
-const unboundedReads = (p: Plan): Plan[] => (p.Plans ?? []).flatMap((c) => (c['Node Type'] === 'Limit' ? [] : [c, ...unboundedReads(c)]));
+const unboundedReads = (p: Plan): Plan[] =>
+  (p.Plans ?? []).flatMap((c) => (c['Node Type'] === 'Limit' ? [] : [c, ...unboundedReads(c)]));
 
-describe.skipIf(skipWithoutRealPostgres() || skipWithoutPostgresBinaries())('query plans of the order lists on a generated world', () => {
-  // A cluster of its own: loading the world is one long transaction, and every stream of every
-  // database of a cluster waits behind the oldest running one (the horizon is cluster-wide), so
-  // on the shared cluster it held other test files' live events back for as long as it ran.
-  let cluster: TempPostgres;
-  let database: Database;
-  const ops: Principal = { role: 'ops', sub: 'plans', expiresAt: new Date(Date.now() + 3600_000) };
-  let customerId: string;
+describe.skipIf(skipWithoutRealPostgres() || skipWithoutPostgresBinaries())(
+  'query plans of the order lists on a generated world',
+  () => {
+    // A cluster of its own: loading the world is one long transaction, and every stream of every
+    // database of a cluster waits behind the oldest running one (the horizon is cluster-wide), so
+    // on the shared cluster it held other test files' live events back for as long as it ran.
+    let cluster: TempPostgres;
+    let database: Database;
+    const ops: Principal = { role: 'ops', sub: 'plans', expiresAt: new Date(Date.now() + 3600_000) };
+    let customerId: string;
 
-  beforeAll(async () => {
-    cluster = await startTempPostgres();
-    database = await openDatabase({ url: cluster.url, poolSize: 4 });
-    await migrateToLatest(database.db);
-    await generateWorld(database, { ...WORLD_SIZES.small!, seed: 7 });
-    await database.pool!.query('analyze');
-    customerId = (await database.pool!.query('select customer_id from orders group by 1 order by count(*) desc limit 1')).rows[0].customer_id;
-  }, 120_000);
-  afterAll(async () => {
-    await database?.close();
-    await cluster?.remove();
-  });
+    beforeAll(async () => {
+      cluster = await startTempPostgres();
+      database = await openDatabase({ url: cluster.url, poolSize: 4 });
+      await migrateToLatest(database.db);
+      await generateWorld(database, { ...WORLD_SIZES.small!, seed: 7 });
+      await database.pool!.query('analyze');
+      customerId = (await database.pool!.query('select customer_id from orders group by 1 order by count(*) desc limit 1'))
+        .rows[0].customer_id;
+    }, 120_000);
+    afterAll(async () => {
+      await database?.close();
+      await cluster?.remove();
+    });
 
-  async function plan(principal: Principal, query: Record<string, string>): Promise<Plan[]> {
-    const q = listOrdersQuery.parse(query);
-    const compiled = listQuery(database.db, principal, q, new Date()).query.compile();
-    const r = await database.db.executeQuery<{ 'QUERY PLAN': Array<{ Plan: Plan }> }>(
-      CompiledQuery.raw(`explain (format json) ${compiled.sql}`, [...compiled.parameters]),
-    );
-    return nodes(r.rows[0]!['QUERY PLAN'][0]!.Plan);
-  }
+    /** The plan of a listing as a JSON page runs it (pageQuery), or as the CSV export does (rows). */
+    async function plan(principal: Principal, query: Record<string, string>, shape: 'page' | 'rows' = 'page'): Promise<Plan[]> {
+      const q = listOrdersQuery.parse(query);
+      const listing = listQuery(database.db, principal, q, new Date());
+      const compiled = shape === 'page' ? pageQuery(database.db, listing).compile() : listing.query.compile();
+      const r = await database.db.executeQuery<{ 'QUERY PLAN': Array<{ Plan: Plan }> }>(
+        CompiledQuery.raw(`explain (format json) ${compiled.sql}`, [...compiled.parameters]),
+      );
+      return nodes(r.rows[0]!['QUERY PLAN'][0]!.Plan);
+    }
 
-  const cases: Array<[string, Principal | 'customer', Record<string, string>, string]> = [
-    ['late list, worst first', ops, { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
-    ['late list with delivered orders, worst first', ops, { late: 'true', sort: '-lateness', limit: '50' }, 'orders_delivered_lateness'],
-    ['every order by lateness', ops, { sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
-    ['at-risk list', ops, { atRisk: 'true', sort: 'promisedAt', limit: '50' }, 'orders_'],
-    // Worst first (due soonest): read in due order from now on, not every at-risk order sorted.
-    ['at-risk list, worst first', ops, { atRisk: 'true', sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
-    ['overrun list', ops, { overrun: 'true', status: 'open,on_hold,shipped', limit: '50' }, 'orders_'],
-    ['silent list', ops, { silent: 'true', limit: '50' }, 'orders_'],
-    ["a customer's orders", 'customer', { sort: 'promisedAt', limit: '50' }, 'orders_customer'],
-    ['recently updated', ops, { sort: '-updatedAt', limit: '50' }, 'orders_updated'],
-  ];
+    const cases: Array<[string, Principal | 'customer', Record<string, string>, string]> = [
+      [
+        'late list, worst first',
+        ops,
+        { late: 'true', status: 'open,on_hold,shipped', sort: '-lateness', limit: '50' },
+        'orders_unfinished_due',
+      ],
+      [
+        'late list with delivered orders, worst first',
+        ops,
+        { late: 'true', sort: '-lateness', limit: '50' },
+        'orders_delivered_lateness',
+      ],
+      ['every order by lateness', ops, { sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
+      ['at-risk list', ops, { atRisk: 'true', sort: 'promisedAt', limit: '50' }, 'orders_'],
+      // Worst first (due soonest): read in due order from now on, not every at-risk order sorted.
+      ['at-risk list, worst first', ops, { atRisk: 'true', sort: '-lateness', limit: '50' }, 'orders_unfinished_due'],
+      ['overrun list', ops, { overrun: 'true', status: 'open,on_hold,shipped', limit: '50' }, 'orders_'],
+      ['silent list', ops, { silent: 'true', limit: '50' }, 'orders_'],
+      ["a customer's orders", 'customer', { sort: 'promisedAt', limit: '50' }, 'orders_customer'],
+      ['recently updated', ops, { sort: '-updatedAt', limit: '50' }, 'orders_updated'],
+    ];
 
-  it.each(cases)('%s uses an index, never a scan of every order', async (_name, who, query, index) => {
-    const principal: Principal = who === 'customer' ? { role: 'customer', sub: 'c', customerId, expiresAt: new Date(Date.now() + 3600_000) } : who;
-    const plan1 = await plan(principal, query);
-    const scans = plan1.filter((n) => n['Relation Name'] === 'orders');
-    expect(scans.length, JSON.stringify(plan1.map((n) => n['Node Type']))).toBeGreaterThan(0);
-    for (const s of scans) expect(s['Node Type'], JSON.stringify(plan1)).not.toBe('Seq Scan');
-    // An index scan, or a bitmap heap scan fed by bitmap index scans of the orders indexes.
-    expect(plan1.some((n) => (n['Index Name'] ?? '').startsWith(index)), JSON.stringify(plan1)).toBe(true);
-  });
+    it.each(
+      cases.flatMap(([name, ...rest]) =>
+        (['page', 'rows'] as const).map((shape) => [`${name} (${shape})`, ...rest, shape] as const),
+      ),
+    )('%s uses an index, never a scan of every order', async (_name, who, query, index, shape) => {
+      const principal: Principal =
+        who === 'customer' ? { role: 'customer', sub: 'c', customerId, expiresAt: new Date(Date.now() + 3600_000) } : who;
+      const plan1 = await plan(principal, query, shape);
+      const scans = plan1.filter((n) => n['Relation Name'] === 'orders');
+      expect(scans.length, JSON.stringify(plan1.map((n) => n['Node Type']))).toBeGreaterThan(0);
+      for (const s of scans) expect(s['Node Type'], JSON.stringify(plan1)).not.toBe('Seq Scan');
+      // An index scan, or a bitmap heap scan fed by bitmap index scans of the orders indexes.
+      expect(
+        plan1.some((n) => (n['Index Name'] ?? '').startsWith(index)),
+        JSON.stringify(plan1),
+      ).toBe(true);
+    });
 
-  it.each([
-    ['open,on_hold,shipped', ['orders_unfinished_due']],
-    [undefined, ['orders_unfinished_due', 'orders_delivered_lateness']],
-  ])('the late list (status %s) reads in index order: no sort of all late orders', async (status, indexes) => {
-    // A Sort may order the merged pages (a page at most from each kind of order) and the few
-    // orders the customer paused, never the late orders read from the indexes.
-    const p = await plan(ops, { late: 'true', sort: '-lateness', limit: '50', ...(status ? { status } : {}) });
-    const sorts = p.filter((n) => n['Node Type'] === 'Sort');
-    for (const s of sorts) expect(unboundedReads(s).filter((n) => indexes.includes(n['Index Name'] ?? '')), JSON.stringify(s)).toEqual([]);
-    for (const index of indexes) expect(p.some((n) => n['Index Name'] === index && n['Node Type'] === 'Index Scan'), index).toBe(true);
-  });
-});
+    it.each([
+      ['open,on_hold,shipped', ['orders_unfinished_due']],
+      [undefined, ['orders_unfinished_due', 'orders_delivered_lateness']],
+    ])('the late list (status %s) reads in index order: no sort of all late orders', async (status, indexes) => {
+      // A Sort may order the merged pages (a page at most from each kind of order) and the few
+      // orders the customer paused, never the late orders read from the indexes.
+      const p = await plan(ops, { late: 'true', sort: '-lateness', limit: '50', ...(status ? { status } : {}) });
+      const sorts = p.filter((n) => n['Node Type'] === 'Sort');
+      for (const s of sorts)
+        expect(
+          unboundedReads(s).filter((n) => indexes.includes(n['Index Name'] ?? '')),
+          JSON.stringify(s),
+        ).toEqual([]);
+      for (const index of indexes)
+        expect(
+          p.some((n) => n['Index Name'] === index && n['Node Type'] === 'Index Scan'),
+          index,
+        ).toBe(true);
+    });
+  },
+);

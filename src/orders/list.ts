@@ -89,7 +89,9 @@ const UNFINISHED = ['open', 'on_hold', 'shipped'] as const;
  */
 export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref: Date, cursor?: PageCursor) {
   const onlyUnfinished = q.status !== undefined && q.status.every((s) => s === 'open' || s === 'on_hold' || s === 'shipped');
-  const lateExpr = onlyUnfinished ? pastDue(ref) : sql<SqlBool>`((${unfinished} and ${pastDue(ref)}) or orders.delivered_at > orders.due_at)`;
+  const lateExpr = onlyUnfinished
+    ? pastDue(ref)
+    : sql<SqlBool>`((${unfinished} and ${pastDue(ref)}) or orders.delivered_at > orders.due_at)`;
   // Worst first, the at-risk orders are those due soonest from now: read orders_unfinished_due from
   // now on, in order, until a page is found. The planner cannot count at-risk orders (a window
   // between two columns around now) and, offered orders_unfinished_at_risk_due, reads every one of
@@ -132,7 +134,10 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   // which reads other columns than the row, orders by it: pageQuery).
   const ascending = (column: 'promised_at') => {
     query = query.select(sql<Date>`orders.${sql.ref(column)}`.as('sort_key'));
-    if (cursor) query = query.where(sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
+    if (cursor)
+      query = query.where(
+        sql<SqlBool>`(orders.${sql.ref(column)}, orders.id) > (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`,
+      );
     query = query.orderBy(`orders.${column}`).orderBy('orders.id');
   };
   // A page at most from each branch, each read in the order of its own index with its sort key as
@@ -140,14 +145,19 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   const pageOf = (branch: typeof query, key: RawBuilder<Date>, order: (qb: typeof query) => typeof query) =>
     order(
       branch
-        .$if(cursor !== undefined, (qb) => qb.where(sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`))
+        .$if(cursor !== undefined, (qb) =>
+          qb.where(sql<SqlBool>`(${key}, orders.id) > (${new Date(cursor!.k)}::timestamptz, ${cursor!.id}::uuid)`),
+        )
         .select(key.as('sort_key')),
     ).limit(q.limit + 1);
   const merge = (branches: Array<typeof query>) => {
     const [first, ...rest] = branches.map((b, i) => db.selectFrom(b.as(`b${i}`)).selectAll());
     let merged = first!;
     for (const b of rest) merged = merged.unionAll(b);
-    return merged.orderBy(sql`sort_key`).orderBy(sql`id`).limit(q.limit + 1);
+    return merged
+      .orderBy(sql`sort_key`)
+      .orderBy(sql`id`)
+      .limit(q.limit + 1);
   };
   switch (q.sort) {
     case 'promisedAt': {
@@ -162,18 +172,27 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       const promised = sql<Date>`orders.promised_at`;
       const inPromiseOrder = (qb: typeof query) => qb.orderBy('orders.promised_at').orderBy('orders.id');
       const fromNow = pageOf(query.where('orders.promised_at', '>=', ref), promised, inPromiseOrder);
-      const moved = pageOf(query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`), promised, inPromiseOrder);
+      const moved = pageOf(
+        query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`),
+        promised,
+        inPromiseOrder,
+      );
       return { query: merge([fromNow, moved]), descending: false };
     }
     case '-updatedAt':
       query = query.select(sql<Date>`orders.updated_at`.as('sort_key'));
-      if (cursor) query = query.where(sql<SqlBool>`(orders.updated_at, orders.id) < (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`);
+      if (cursor)
+        query = query.where(
+          sql<SqlBool>`(orders.updated_at, orders.id) < (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`,
+        );
       query = query.orderBy('orders.updated_at', 'desc').orderBy('orders.id', 'desc');
       return { query: query.limit(q.limit + 1), descending: true };
     case '-lateness': {
       // At risk, overrun and late to start are flags of unfinished orders only: no branch for the others.
       const unfinishedOnly = q.atRisk === true || q.overrun === true || q.lateStart === true;
-      const statuses = new Set(q.status ?? (unfinishedOnly ? UNFINISHED : ['open', 'on_hold', 'shipped', 'delivered', 'cancelled']));
+      const statuses = new Set(
+        q.status ?? (unfinishedOnly ? UNFINISHED : ['open', 'on_hold', 'shipped', 'delivered', 'cancelled']),
+      );
       // Cancelled orders are never late: the late list has no page of them to merge.
       if (q.late === true) statuses.delete('cancelled');
       const unfinishedAsked = UNFINISHED.filter((x) => statuses.has(x));
@@ -184,7 +203,9 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
           pageOf(base.where(sql<SqlBool>`(${pausedByCustomer}) is not true`), lateAgainst.running(), (qb) =>
             qb.orderBy('orders.due_at').orderBy('orders.id'),
           ),
-          pageOf(base.where(pausedByCustomer), lateAgainst.paused(ref), (qb) => qb.orderBy(lateAgainst.paused(ref)).orderBy('orders.id')),
+          pageOf(base.where(pausedByCustomer), lateAgainst.paused(ref), (qb) =>
+            qb.orderBy(lateAgainst.paused(ref)).orderBy('orders.id'),
+          ),
         );
       }
       if (statuses.has('delivered')) {
@@ -230,7 +251,8 @@ export async function listHeads(db: Kysely<DB>, p: Principal, q: ListOrdersQuery
 
 /** An instant as milliseconds since the epoch, as a JavaScript Date holds it (whole milliseconds). */
 const epochMs = (column: string) => sql<number | null>`floor(extract(epoch from m.${sql.ref(column)}) * 1000)::float8`;
-const isoText = (column: string) => sql<string>`to_char(m.${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const isoText = (column: string) =>
+  sql<string>`to_char(m.${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /** An order of a JSON page as Postgres reads it (pageQuery). */
 interface PageRow {
@@ -259,30 +281,32 @@ interface PageRow {
  * depend on come as numbers. A page of 50 orders parsed as rows was some 1,400 column values and
  * 650 Dates, and those objects were most of what outlived the service's scavenges (BENCHMARKS.md).
  */
-function pageQuery(db: Kysely<DB>, listing: ReturnType<typeof listQuery>) {
+export function pageQuery(db: Kysely<DB>, listing: ReturnType<typeof listQuery>) {
   const dir = listing.descending ? 'desc' : 'asc';
-  return db
-    // As a raw subquery: the listing's builder type is a union of its shapes.
-    .selectFrom(sql`${listing.query}`.as('m'))
-    .select([
-      sql<string>`m.id`.as('id'),
-      sql<number>`m.last_seq`.as('last_seq'),
-      sql<Date>`m.sort_key`.as('sort_key'),
-      sql<string>`json_build_object('id', m.id, 'externalRef', m.external_ref, 'customerId', m.customer_id,
+  return (
+    db
+      // As a raw subquery: the listing's builder type is a union of its shapes.
+      .selectFrom(sql`${listing.query}`.as('m'))
+      .select([
+        sql<string>`m.id`.as('id'),
+        sql<number>`m.last_seq`.as('last_seq'),
+        sql<Date>`m.sort_key`.as('sort_key'),
+        sql<string>`json_build_object('id', m.id, 'externalRef', m.external_ref, 'customerId', m.customer_id,
         'engineerId', m.engineer_id, 'product', m.product, 'quantity', m.quantity, 'status', m.status,
         'currentStages', m.current_stages, 'progress', m.progress, 'promisedAt', ${isoText('promised_at')},
         'dueAt', ${isoText('due_at')})::text`.as('head'),
-      sql<string>`json_build_object('holdCause', m.hold_cause, 'lastEventAt', ${isoText('last_event_at')},
+        sql<string>`json_build_object('holdCause', m.hold_cause, 'lastEventAt', ${isoText('last_event_at')},
         'createdAt', ${isoText('created_at')}, 'updatedAt', ${isoText('updated_at')}, 'lastSeq', m.last_seq)::text`.as('tail'),
-      sql<string>`m.status`.as('status'),
-      sql<string | null>`m.hold_cause`.as('hold_cause'),
-      ...(['due_at', 'delivered_at', 'at_risk_at', 'held_at', 'overrun_at', 'late_start_at', 'projection_floor_at'] as const).map((c) =>
-        epochMs(c).as(c),
-      ),
-      sql<number | null>`m.projection_lead_minutes`.as('projection_lead_minutes'),
-    ])
-    .orderBy(sql`m.sort_key`, dir)
-    .orderBy(sql`m.id`, dir);
+        sql<string>`m.status`.as('status'),
+        sql<string | null>`m.hold_cause`.as('hold_cause'),
+        ...(
+          ['due_at', 'delivered_at', 'at_risk_at', 'held_at', 'overrun_at', 'late_start_at', 'projection_floor_at'] as const
+        ).map((c) => epochMs(c).as(c)),
+        sql<number | null>`m.projection_lead_minutes`.as('projection_lead_minutes'),
+      ])
+      .orderBy(sql`m.sort_key`, dir)
+      .orderBy(sql`m.id`, dir)
+  );
 }
 
 /** One order of a page as JSON without its closing brace, its flags as of `ref` (as orderHead). */
@@ -319,7 +343,13 @@ export interface OrderPage {
  * Orders the caller may see, filtered, in keyset pages, with their routes: those kept at the seq
  * the page read (route-cache.ts), the others read in one more statement and kept.
  */
-export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date(), kept?: RouteCache): Promise<OrderPage> {
+export async function listPage(
+  db: Kysely<DB>,
+  p: Principal,
+  q: ListOrdersQuery,
+  now = new Date(),
+  kept?: RouteCache,
+): Promise<OrderPage> {
   const cursor = q.cursor ? decode(q.cursor, q) : undefined;
   const ref = cursor ? new Date(cursor.ref) : now;
   const query = pageQuery(db, listQuery(db, p, q, ref, cursor));
@@ -331,7 +361,11 @@ export async function listPage(db: Kysely<DB>, p: Principal, q: ListOrdersQuery,
   const read = await routesJson(db, missing);
   for (const [id, route] of read) kept?.put(id, route);
   // A route read after the page may be a write newer than its order's fields, as before any cache.
-  return { items, nextCursor: cursorAfter(rows, q, ref), routes: items.map((h, i) => routes[i] ?? read.get(h.id)?.json ?? EMPTY_ROUTE) };
+  return {
+    items,
+    nextCursor: cursorAfter(rows, q, ref),
+    routes: items.map((h, i) => routes[i] ?? read.get(h.id)?.json ?? EMPTY_ROUTE),
+  };
 }
 
 const EMPTY_ROUTE = Buffer.from('[]');
