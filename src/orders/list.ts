@@ -8,8 +8,8 @@ import { badRequest } from '../http/problems.js';
 import { routesJson } from './repository.js';
 import type { RouteCache } from './route-cache.js';
 import type { ListOrdersQuery, Order } from './schemas.js';
-import { flagsAt, projectedMs } from './projection.js';
-import { orderHead } from './service.js';
+import { projectedMs } from './projection.js';
+import { flagsOfRow, orderHead } from './service.js';
 
 /**
  * The keyset cursor: the sort key and id of the last row served, plus the reference time of the
@@ -315,19 +315,7 @@ function itemJson(r: PageRow, ref: Date): string {
     { deliveredAt: r.delivered_at, projectionLeadMinutes: r.projection_lead_minutes, projectionFloorAt: r.projection_floor_at },
     ref,
   );
-  const flags = flagsAt(
-    {
-      status: r.status,
-      dueAt: r.due_at,
-      deliveredAt: r.delivered_at,
-      atRiskAt: r.at_risk_at,
-      holdCause: r.hold_cause,
-      heldAt: r.held_at,
-      overrunAt: r.overrun_at,
-      lateStartAt: r.late_start_at,
-    },
-    ref,
-  );
+  const flags = flagsOfRow(r, ref);
   const projectedAt = projected === null ? 'null' : `"${new Date(projected).toISOString()}"`;
   return `${r.head.slice(0, -1)},"projectedAt":${projectedAt},${JSON.stringify(flags).slice(1, -1)},${r.tail.slice(1, -1)}`;
 }

@@ -8,16 +8,21 @@ import { insertEvents } from '../events/repository.js';
 import { badRequest, conflict, idempotencyMismatch, notFound, type FieldError } from '../http/problems.js';
 import { claimKeys, requestHash } from '../idempotency/store.js';
 import type { OrderState } from './model.js';
-import { derive, flagsAt, planRoute, projectedAt } from './projection.js';
+import { derive, flagsAt, planRoute, projectedAt, type Instant } from './projection.js';
 import { derivedColumns, loadOrderAndSteps } from './repository.js';
 import type { OrderStateCache, WriteView } from './state-cache.js';
 import type { CreateOrderInput, Order } from './schemas.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
-/** The API's view of an order row without its route, with the time-dependent flags as of `now`. */
-export function orderHead(r: OrderRow, now: Date): Omit<Order, 'route'> {
-  const flags = flagsAt(
+/** The columns an order's flags are judged on, as a row reads them or a JSON page (epoch ms: list.ts). */
+type FlagColumns = Pick<OrderRow, 'status' | 'hold_cause'> &
+  Record<'due_at', Instant> &
+  Record<'delivered_at' | 'at_risk_at' | 'held_at' | 'overrun_at' | 'late_start_at', Instant | null>;
+
+/** flagsAt for an order's columns. */
+export const flagsOfRow = (r: FlagColumns, now: Date) =>
+  flagsAt(
     {
       status: r.status,
       dueAt: r.due_at,
@@ -30,6 +35,10 @@ export function orderHead(r: OrderRow, now: Date): Omit<Order, 'route'> {
     },
     now,
   );
+
+/** The API's view of an order row without its route, with the time-dependent flags as of `now`. */
+export function orderHead(r: OrderRow, now: Date): Omit<Order, 'route'> {
+  const flags = flagsOfRow(r, now);
   return {
     id: r.id,
     externalRef: r.external_ref,
