@@ -5,7 +5,7 @@ import type { Principal } from '../auth/principal.js';
 import { prepared } from '../db/flight.js';
 import type { DB, OrderRow } from '../db/schema.js';
 import { badRequest } from '../http/problems.js';
-import { routesJson } from './repository.js';
+import { isoText, routesJson } from './repository.js';
 import type { RouteCache } from './route-cache.js';
 import type { ListOrdersQuery, Order } from './schemas.js';
 import { projectedMs } from './projection.js';
@@ -232,6 +232,12 @@ export interface OrderHeads {
 
 type SortedRow = OrderRow & { sort_key: Date };
 
+/** Where a walk of pages stands: the cursor it continues from, and the instant all its pages are judged at. */
+function walkAt(q: ListOrdersQuery, now: Date): { cursor?: PageCursor; ref: Date } {
+  const cursor = q.cursor ? decode(q.cursor, q) : undefined;
+  return { cursor, ref: cursor ? new Date(cursor.ref) : now };
+}
+
 function cursorAfter(rows: Array<{ sort_key: Date; id: string }>, q: ListOrdersQuery, ref: Date): string | null {
   const last = rows[q.limit - 1];
   return rows.length > q.limit && last
@@ -241,8 +247,7 @@ function cursorAfter(rows: Array<{ sort_key: Date; id: string }>, q: ListOrdersQ
 
 /** Orders the caller may see, filtered, in keyset pages, without their routes. */
 export async function listHeads(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, now = new Date()): Promise<OrderHeads> {
-  const cursor = q.cursor ? decode(q.cursor, q) : undefined;
-  const ref = cursor ? new Date(cursor.ref) : now;
+  const { cursor, ref } = walkAt(q, now);
   const { query } = listQuery(db, p, q, ref, cursor);
   // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts).
   const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as SortedRow[];
@@ -250,9 +255,7 @@ export async function listHeads(db: Kysely<DB>, p: Principal, q: ListOrdersQuery
 }
 
 /** An instant as milliseconds since the epoch, as a JavaScript Date holds it (whole milliseconds). */
-const epochMs = (column: string) => sql<number | null>`floor(extract(epoch from m.${sql.ref(column)}) * 1000)::float8`;
-const isoText = (column: string) =>
-  sql<string>`to_char(m.${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const epochMs = (column: string) => sql<number | null>`floor(extract(epoch from ${sql.ref(`m.${column}`)}) * 1000)::float8`;
 
 /** An order of a JSON page as Postgres reads it (pageQuery). */
 interface PageRow {
@@ -293,10 +296,12 @@ export function pageQuery(db: Kysely<DB>, listing: ReturnType<typeof listQuery>)
         sql<Date>`m.sort_key`.as('sort_key'),
         sql<string>`json_build_object('id', m.id, 'externalRef', m.external_ref, 'customerId', m.customer_id,
         'engineerId', m.engineer_id, 'product', m.product, 'quantity', m.quantity, 'status', m.status,
-        'currentStages', m.current_stages, 'progress', m.progress, 'promisedAt', ${isoText('promised_at')},
-        'dueAt', ${isoText('due_at')})::text`.as('head'),
-        sql<string>`json_build_object('holdCause', m.hold_cause, 'lastEventAt', ${isoText('last_event_at')},
-        'createdAt', ${isoText('created_at')}, 'updatedAt', ${isoText('updated_at')}, 'lastSeq', m.last_seq)::text`.as('tail'),
+        'currentStages', m.current_stages, 'progress', m.progress, 'promisedAt', ${isoText('m.promised_at')},
+        'dueAt', ${isoText('m.due_at')})::text`.as('head'),
+        sql<string>`json_build_object('holdCause', m.hold_cause, 'lastEventAt', ${isoText('m.last_event_at')},
+        'createdAt', ${isoText('m.created_at')}, 'updatedAt', ${isoText('m.updated_at')}, 'lastSeq', m.last_seq)::text`.as(
+          'tail',
+        ),
         sql<string>`m.status`.as('status'),
         sql<string | null>`m.hold_cause`.as('hold_cause'),
         ...(
@@ -338,8 +343,7 @@ export async function listPage(
   now = new Date(),
   kept?: RouteCache,
 ): Promise<OrderPage> {
-  const cursor = q.cursor ? decode(q.cursor, q) : undefined;
-  const ref = cursor ? new Date(cursor.ref) : now;
+  const { cursor, ref } = walkAt(q, now);
   const query = pageQuery(db, listQuery(db, p, q, ref, cursor));
   // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts).
   const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as PageRow[];

@@ -57,7 +57,8 @@ export async function stepsOf(db: Kysely<DB>, orderIds: string[]): Promise<Map<s
 }
 
 // An instant as JavaScript's toISOString() writes it (milliseconds, Z), not as Postgres does.
-const isoText = (column: string) => sql<string>`to_char(${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+/** A timestamptz column written by Postgres as `Date.toISOString()` writes it (column may be qualified). */
+export const isoText = (column: string) => sql<string>`to_char(${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 const routesQuery = fixedStatement(['ids'], (db, v) =>
   sql`select o.id, o.last_seq as seq, coalesce((select json_agg(json_build_object(
