@@ -75,7 +75,13 @@ async function main(): Promise<BenchResult> {
       if (p !== phase) progress.step(`world ${scale.worldSize}: ${(phase = p)}`, total);
       progress.update(done);
     });
-    result.scale.world = { orders: world.orders, events: world.events, customers: world.customers, factories: world.factories, loadMs: world.ms };
+    result.scale.world = {
+      orders: world.orders,
+      events: world.events,
+      customers: world.customers,
+      factories: world.factories,
+      loadMs: world.ms,
+    };
   }
 
   const f = await withService(() =>
@@ -95,11 +101,21 @@ async function main(): Promise<BenchResult> {
     };
     progress.step('ceiling: node-pg one event', 100);
     const ceilSingle = await metered(new CpuMeter(undefined, postmaster), (meter) =>
-      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), { perTransaction: 1, seconds: scale.seconds, onTick: tick, meter }),
+      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), {
+        perTransaction: 1,
+        seconds: scale.seconds,
+        onTick: tick,
+        meter,
+      }),
     );
     progress.step(`ceiling: node-pg ${scale.batchSize} events`, 100);
     const ceilBatch = await metered(new CpuMeter(undefined, postmaster), (meter) =>
-      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), { perTransaction: scale.batchSize, seconds: scale.seconds, onTick: tick, meter }),
+      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), {
+        perTransaction: scale.batchSize,
+        seconds: scale.seconds,
+        onTick: tick,
+        meter,
+      }),
     );
     const [single, batch] = await withService(async (s) => {
       progress.step('ingest.single', 100);
@@ -108,19 +124,32 @@ async function main(): Promise<BenchResult> {
       );
       progress.step('ingest.batch', 100);
       const many = await metered(new CpuMeter(s.pid, postmaster), (meter) =>
-        ingestBatch(f.factories.slice(0, scale.batchConcurrency), { size: scale.batchSize, seconds: scale.seconds, onTick: tick, meter }),
+        ingestBatch(f.factories.slice(0, scale.batchConcurrency), {
+          size: scale.batchSize,
+          seconds: scale.seconds,
+          onTick: tick,
+          meter,
+        }),
       );
       return [one, many];
     });
     const l = latency(single.samples);
     result.ingest = {
       single: {
-        eventsPerSec: round(single.perSec, 0), p50Ms: l.p50Ms, p99Ms: l.p99Ms, ceilingEventsPerSec: round(ceilSingle.perSec, 0), ratio: ratio(single.perSec, ceilSingle.perSec),
-        cpuMsPerEvent: single.cpu, ceilingCpuMsPerEvent: ceilSingle.cpu,
+        eventsPerSec: round(single.perSec, 0),
+        p50Ms: l.p50Ms,
+        p99Ms: l.p99Ms,
+        ceilingEventsPerSec: round(ceilSingle.perSec, 0),
+        ratio: ratio(single.perSec, ceilSingle.perSec),
+        cpuMsPerEvent: single.cpu,
+        ceilingCpuMsPerEvent: ceilSingle.cpu,
       },
       batch: {
-        eventsPerSec: round(batch.perSec, 0), ceilingEventsPerSec: round(ceilBatch.perSec, 0), ratio: ratio(batch.perSec, ceilBatch.perSec),
-        cpuMsPerEvent: batch.cpu, ceilingCpuMsPerEvent: ceilBatch.cpu,
+        eventsPerSec: round(batch.perSec, 0),
+        ceilingEventsPerSec: round(ceilBatch.perSec, 0),
+        ratio: ratio(batch.perSec, ceilBatch.perSec),
+        cpuMsPerEvent: batch.cpu,
+        ceilingCpuMsPerEvent: ceilBatch.cpu,
       },
     };
   }
@@ -149,6 +178,11 @@ async function main(): Promise<BenchResult> {
         progress.step(`e2e: ${scale.e2eRate} events/s`, 100);
         const fixed = await fixedRate(f, audience, { perSec: scale.e2eRate, seconds: scale.seconds, onTick: tick });
         closeAudience(audience);
+        const w = fixed.warmup;
+        progress.log(
+          `e2e warm-up at ${scale.e2eRate}/s (unmeasured, one post per order): ${w.held ? 'rate held' : `rate NOT held (${w.sentPerSec}/s sent)`}, ` +
+            `the posts' own answers took p50 ${w.post.p50Ms} / p99 ${w.post.p99Ms} ms`,
+        );
         progress.log(
           `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
             `${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service; ` +
@@ -161,11 +195,22 @@ async function main(): Promise<BenchResult> {
         progress.step(`e2e: ${scale.sockets} sockets on ${dense.length} customers`, scale.sockets + 1);
         const crowd = await buildAudience(s.baseUrl, dense, scale.sockets, (d) => progress.update(d));
         progress.step('e2e: delivery rate held', 1, '');
-        const held = await heldRate(crowd, scale.ladder, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds, dense), (t) => progress.update(0, `${t}/s`));
+        const held = await heldRate(crowd, scale.ladder, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds, dense), (t) =>
+          progress.update(0, `${t}/s`),
+        );
         closeAudience(crowd);
         progress.log(`held rate, service (${crowd.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
         const rawHeld = await rawDeliveryRate(dense);
-        result.e2e = { p50Ms: fixed.p50Ms, p99Ms: fixed.p99Ms, maxMs: fixed.maxMs, heldDeliveriesPerSec: held.deliveriesPerSec, ceilingDeliveriesPerSec: rawHeld, ratio: ratio(held.deliveriesPerSec, rawHeld) };
+        result.e2e = {
+          p50Ms: fixed.p50Ms,
+          p99Ms: fixed.p99Ms,
+          maxMs: fixed.maxMs,
+          heldDeliveriesPerSec: held.deliveriesPerSec,
+          ceilingDeliveriesPerSec: rawHeld,
+          ratio: ratio(held.deliveriesPerSec, rawHeld),
+          fixedRate: { held: fixed.held, sentPerSec: fixed.sentPerSec, postP50Ms: fixed.post.p50Ms, postP99Ms: fixed.post.p99Ms },
+          warmup: { held: w.held, sentPerSec: w.sentPerSec, postP50Ms: w.post.p50Ms, postP99Ms: w.post.p99Ms },
+        };
       }
       if (has('resume')) {
         progress.step(`resume ${scale.resumeEvents} events`, scale.resumeEvents);
@@ -181,7 +226,9 @@ async function main(): Promise<BenchResult> {
     const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, m, (d) => progress.update(d)));
     progress.step('ceiling: raw Socket.IO memory', n);
     const raw = await startRawSocketIo();
-    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, m, (d) => progress.update(d)).finally(() => raw.stop());
+    const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, m, (d) => progress.update(d)).finally(() =>
+      raw.stop(),
+    );
     result.memory = { bytesPerSocket: bytes, ceilingBytesPerSocket: ceiling };
   }
 
@@ -205,7 +252,9 @@ async function rawDeliveryRate(customers: string[]): Promise<number> {
     progress.step('ceiling: raw Socket.IO', scale.sockets + 1);
     const audience = await buildAudience(raw.baseUrl, customers, scale.sockets, (d) => progress.update(d));
     progress.step('ceiling: raw Socket.IO rate', 1);
-    const held = await heldRate(audience, scale.ladder, scale.holdSeconds, rawEmitter(raw, customers, scale.holdSeconds), (t) => progress.update(0, `${t}/s`));
+    const held = await heldRate(audience, scale.ladder, scale.holdSeconds, rawEmitter(raw, customers, scale.holdSeconds), (t) =>
+      progress.update(0, `${t}/s`),
+    );
     closeAudience(audience);
     progress.log(`held rate, raw Socket.IO (${audience.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
     return held.deliveriesPerSec;

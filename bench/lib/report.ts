@@ -3,6 +3,14 @@ import type { Machine } from './machine.js';
 import type { Scale } from './options.js';
 
 /** The JSON written by --out: the keys of issue #6, for other tools to read. */
+/** A fixed rate of single posts: held or not, what was sent, and the posts' own latency. */
+export interface RateFigures {
+  held: boolean;
+  sentPerSec: number;
+  postP50Ms: number;
+  postP99Ms: number;
+}
+
 export interface BenchResult {
   // Null where a measurement was left out (--only, --skip-startup).
   ingest: {
@@ -10,7 +18,18 @@ export interface BenchResult {
     single: { eventsPerSec: number; p50Ms: number; p99Ms: number; ceilingEventsPerSec: number; ratio: number } & Cpu;
     batch: { eventsPerSec: number; ceilingEventsPerSec: number; ratio: number } & Cpu;
   } | null;
-  e2e: { p50Ms: number; p99Ms: number; maxMs: number; heldDeliveriesPerSec: number; ceilingDeliveriesPerSec: number; ratio: number } | null;
+  e2e: {
+    p50Ms: number;
+    p99Ms: number;
+    maxMs: number;
+    heldDeliveriesPerSec: number;
+    ceilingDeliveriesPerSec: number;
+    ratio: number;
+    /** Whether the fixed rate was held, and the posts' own send-to-answer latency. */
+    fixedRate?: RateFigures;
+    /** The same for the unmeasured warm-up before it (one post per order, on a fresh service). */
+    warmup?: RateFigures;
+  } | null;
   resume: { events: number; ms: number } | null;
   memory: { bytesPerSocket: number; ceilingBytesPerSocket: number } | null;
   queries: Record<string, { p50Ms: number; p99Ms: number; maxMs?: number }> | null;
@@ -43,9 +62,11 @@ export const emptyResult = (machine: Machine, scale: Scale): BenchResult => ({
   scale: { ...scale, world: {} },
 });
 
-const n = (x: number | null) => (x === null ? '-' : Number.isInteger(x) ? x.toLocaleString('en-US') : x.toLocaleString('en-US', { maximumFractionDigits: 2 }));
+const n = (x: number | null) =>
+  x === null ? '-' : Number.isInteger(x) ? x.toLocaleString('en-US') : x.toLocaleString('en-US', { maximumFractionDigits: 2 });
 
-const cpu = (c?: CpuPerEvent) => (c ? [c.service, c.postgres, c.client].map((x) => (x === null ? '-' : x.toFixed(3))).join(' / ') : '');
+const cpu = (c?: CpuPerEvent) =>
+  c ? [c.service, c.postgres, c.client].map((x) => (x === null ? '-' : x.toFixed(3))).join(' / ') : '';
 
 /** The table printed at the end of a run: figure, ceiling, ratio, target. */
 export function table(r: BenchResult): string {
@@ -61,16 +82,36 @@ export function table(r: BenchResult): string {
   }
   const e = r.e2e;
   if (e) {
-    rows.push([`e2e p50 / p99 / max ms @${n(r.scale.e2eRate)} ev/s`, `${n(e.p50Ms)} / ${n(e.p99Ms)} / ${n(e.maxMs)}`, '', '', TARGETS.e2e]);
+    rows.push([
+      `e2e p50 / p99 / max ms @${n(r.scale.e2eRate)} ev/s`,
+      `${n(e.p50Ms)} / ${n(e.p99Ms)} / ${n(e.maxMs)}`,
+      '',
+      '',
+      TARGETS.e2e,
+    ]);
     rows.push(['e2e deliveries/s held', n(e.heldDeliveriesPerSec), n(e.ceilingDeliveriesPerSec), n(e.ratio), '']);
   }
   if (r.resume) rows.push([`resume ${n(r.resume.events)} events ms`, n(r.resume.ms), '', '', TARGETS.resume]);
   const m = r.memory;
-  if (m) rows.push(['memory bytes/socket', n(m.bytesPerSocket), n(m.ceilingBytesPerSocket), n(Math.round((m.bytesPerSocket / m.ceilingBytesPerSocket) * 100) / 100), TARGETS.memory]);
+  if (m)
+    rows.push([
+      'memory bytes/socket',
+      n(m.bytesPerSocket),
+      n(m.ceilingBytesPerSocket),
+      n(Math.round((m.bytesPerSocket / m.ceilingBytesPerSocket) * 100) / 100),
+      TARGETS.memory,
+    ]);
   for (const [name, q] of Object.entries(r.queries ?? {})) {
-    rows.push([`queries.${name} p50 / p99 / max ms`, `${n(q.p50Ms)} / ${n(q.p99Ms)} / ${n(q.maxMs ?? NaN)}`, '', '', /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists]);
+    rows.push([
+      `queries.${name} p50 / p99 / max ms`,
+      `${n(q.p50Ms)} / ${n(q.p99Ms)} / ${n(q.maxMs ?? NaN)}`,
+      '',
+      '',
+      /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists,
+    ]);
   }
-  if (r.startup) rows.push(['startup embedded / real ms', `${n(r.startup.embeddedMs)} / ${n(r.startup.postgresMs)}`, '', '', TARGETS.startup]);
+  if (r.startup)
+    rows.push(['startup embedded / real ms', `${n(r.startup.embeddedMs)} / ${n(r.startup.postgresMs)}`, '', '', TARGETS.startup]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const mc = r.machine;
