@@ -180,7 +180,7 @@ async function main(): Promise<BenchResult> {
         closeAudience(audience);
         const w = fixed.warmup;
         progress.log(
-          `e2e warm-up at ${scale.e2eRate}/s (unmeasured, one post per order): ${w.held ? 'rate held' : `rate NOT held (${w.sentPerSec}/s sent)`}, ` +
+          `e2e warm-up at ${scale.e2eRate}/s (unmeasured, as long as one post per order takes): ${w.held ? 'rate held' : `rate NOT held (${w.sentPerSec}/s sent)`}, ` +
             `the posts' own answers took p50 ${w.post.p50Ms} / p99 ${w.post.p99Ms} ms`,
         );
         progress.log(

@@ -78,8 +78,9 @@ export type RateRun = Awaited<ReturnType<typeof postAtRate>>;
  * Commit-to-receipt at a fixed rate: single POSTs, each a note stamped with its send time, so a
  * latency is send → receipt, an upper bound of commit → receipt (the commit happens in between).
  * A warm-up at the same rate goes first, unmeasured, as the ingest figures' closed loops have
- * one: one post to every order, so the measured part sees a service whose code has been compiled
- * and that has written to each order before (a fresh process has kept none of them). Its own
+ * one: for as long as one post to every order takes, so the measured part sees a service whose
+ * code has been compiled and that has written to its orders before (a fresh process has kept none
+ * of them). Like the measured part it stops once 256 posts wait (a cold service backs up). Its own
  * figures come back beside the measured ones (`warmup`), so a cold start is seen, not hidden.
  */
 export async function fixedRate(
