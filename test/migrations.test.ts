@@ -70,6 +70,10 @@ async function expectMigratesFromEmpty(database: Database) {
   // Orders are updated by every event: vacuumed far more often than autovacuum's default (0012).
   const { rows } = await sql<{ options: string[] }>`select reloptions as options from pg_class where relname = 'orders'`.execute(db);
   expect(rows[0]!.options).toEqual(expect.arrayContaining(['autovacuum_vacuum_scale_factor=0.01', 'autovacuum_vacuum_threshold=1000']));
+  // Each update of an order writes every index of orders: the at-risk list keeps one, not two (0013).
+  const indexes = (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'orders'`.execute(db)).rows.map((r) => r.name);
+  expect(indexes).toContain('orders_unfinished_at_risk_due');
+  expect(indexes).not.toContain('orders_unfinished_at_risk');
   // The tables work: a customer goes in and comes back.
   await sql`insert into customers (id, name, country) values (${randomUUID()}, 'Probe GmbH', 'DE')`.execute(db);
   expect((await sql<{ n: number }>`select count(*)::int as n from customers`.execute(db)).rows[0]!.n).toBe(1);
