@@ -16,7 +16,7 @@ import { describeMachine } from './lib/machine.js';
 import { parseOptions, type Measurement } from './lib/options.js';
 import { Progress } from './lib/progress.js';
 import { emptyResult, table, type BenchResult } from './lib/report.js';
-import { buildService, freePort, startService, type ServiceProcess } from './lib/service.js';
+import { buildService, counterOf, freePort, startService, type ServiceProcess } from './lib/service.js';
 import { latency, ratio, round } from './lib/stats.js';
 import { bytesPerSocket } from './memory.js';
 import { queries } from './queries.js';
@@ -119,9 +119,15 @@ async function main(): Promise<BenchResult> {
     );
     const [single, batch] = await withService(async (s) => {
       progress.step('ingest.single', 100);
+      // How many posts a transaction took (the queue's groups, src/events/append-queue.ts).
+      const counts = async () => Promise.all(['orderstream_events_accepted_total', 'orderstream_append_transactions_total'].map((c) => counterOf(s.baseUrl, c)));
+      const before = await counts();
       const one = await metered(new CpuMeter(s.pid, postmaster), (meter) =>
         ingestSingle(f.factories.slice(0, scale.concurrency), { seconds: scale.seconds, onTick: tick, meter }),
       );
+      const after = await counts();
+      progress.log(`ingest.single: ${after[0]! - before[0]!} events in ${after[1]! - before[1]!} transactions (warm-up included)`);
+      const eventsPerTransaction = round((after[0]! - before[0]!) / (after[1]! - before[1]!), 2);
       progress.step('ingest.batch', 100);
       const many = await metered(new CpuMeter(s.pid, postmaster), (meter) =>
         ingestBatch(f.factories.slice(0, scale.batchConcurrency), {
@@ -131,7 +137,7 @@ async function main(): Promise<BenchResult> {
           meter,
         }),
       );
-      return [one, many];
+      return [{ ...one, eventsPerTransaction }, many];
     });
     const l = latency(single.samples);
     result.ingest = {
@@ -143,6 +149,7 @@ async function main(): Promise<BenchResult> {
         ratio: ratio(single.perSec, ceilSingle.perSec),
         cpuMsPerEvent: single.cpu,
         ceilingCpuMsPerEvent: ceilSingle.cpu,
+        eventsPerTransaction: single.eventsPerTransaction,
       },
       batch: {
         eventsPerSec: round(batch.perSec, 0),
@@ -205,6 +212,7 @@ async function main(): Promise<BenchResult> {
           p50Ms: fixed.p50Ms,
           p99Ms: fixed.p99Ms,
           maxMs: fixed.maxMs,
+          sendToReceipt: { p50Ms: fixed.sendToReceipt.p50Ms, p99Ms: fixed.sendToReceipt.p99Ms, maxMs: fixed.sendToReceipt.maxMs },
           heldDeliveriesPerSec: held.deliveriesPerSec,
           ceilingDeliveriesPerSec: rawHeld,
           ratio: ratio(held.deliveriesPerSec, rawHeld),

@@ -101,3 +101,11 @@ export function startService(env: Record<string, string>, port?: number, profile
     port,
   );
 }
+
+/** The sum of a counter over its labels in a service's /metrics (0 when absent). */
+export async function counterOf(baseUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(' ').at(-1));
+  return sum;
+}

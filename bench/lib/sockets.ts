@@ -3,20 +3,32 @@ import { nowMs } from './stats.js';
 
 /** What a bench socket received: latencies of stamped events (ms) and a count of every event. */
 export class Receipts {
+  /** Send → receipt, of events stamped by their sender (a note whose text is the send time). */
   latencies: number[] = [];
+  /**
+   * Recorded → receipt, of the service's events: `recordedAt` is Postgres's now(), the start of
+   * the transaction that appended the event, written to the millisecond (rounded down). So each
+   * is commit → receipt plus the transaction's own time plus under a millisecond: an upper bound
+   * that leaves out the HTTP request and its wait for a group, as send → receipt does not.
+   * Postgres and this process read the same clock (one machine).
+   */
+  fromRecorded: number[] = [];
   count = 0;
   recording = false;
 
-  /** An event stamped by its sender (a note whose text is the send time) gives a latency. */
-  take(text: unknown) {
+  take(text: unknown, recordedAt?: unknown) {
     this.count++;
     if (!this.recording) return;
+    const now = nowMs();
     const sent = Number(text);
-    if (Number.isFinite(sent) && sent > 0) this.latencies.push(nowMs() - sent);
+    if (Number.isFinite(sent) && sent > 0) this.latencies.push(now - sent);
+    const recorded = typeof recordedAt === 'string' ? Date.parse(recordedAt) : NaN;
+    if (Number.isFinite(recorded)) this.fromRecorded.push(now - recorded);
   }
 
   reset(recording: boolean) {
     this.latencies = [];
+    this.fromRecorded = [];
     this.count = 0;
     this.recording = recording;
   }
