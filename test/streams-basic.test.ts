@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,6 +131,42 @@ describe('socket streams', () => {
     await until(() => replayed.some((e) => e.seq === 4 && e.orderId === order.id));
     const mine = replayed.filter((e) => e.orderId === order.id).map((e) => e.seq);
     expect(mine).toEqual([3, 4]);
+  }, 60_000);
+
+  it('writes a burst of events to a subscriber in a few system calls, every event once and in order', async () => {
+    // The service's side of the next TCP connection: each _write or _writev is one system call.
+    const writes = { calls: 0 };
+    const server = t.app.server;
+    const counted = new Promise<void>((resolve) =>
+      server.once('connection', (tcp: { _write: (...a: unknown[]) => unknown; _writev?: (...a: unknown[]) => unknown }) => {
+        for (const m of ['_write', '_writev'] as const) {
+          const original = tcp[m]!;
+          tcp[m] = function (this: unknown, ...a: unknown[]) {
+            writes.calls++;
+            return original.apply(this, a);
+          };
+        }
+        resolve();
+      }),
+    );
+    const order = await w.createOrder();
+    const { socket, events } = await open({ token: (w.customerA.api as any).credentials.token });
+    await counted;
+    expect((await subscribe(socket, `order:${order.id}`)).ok).toBe(true);
+    await w.post(w.fab.api, order.id, { type: 'stage_completed', stage: 'review' });
+    await until(() => events.some((e) => e.seq === 2));
+    const before = { calls: writes.calls, seen: events.length };
+    // One transaction, 60 events: the tail reads them together and sends them to the socket at once.
+    const items = Array.from({ length: 60 }, (_, i) => ({ orderId: order.id, idempotencyKey: randomUUID(), type: 'note', text: `burst ${i}` }));
+    const r = await w.fab.api.post('/v1/events/batch', { events: items });
+    expect(r.status, r.text).toBe(200);
+    expect(r.body.results.filter((x: { status: number }) => x.status !== 201)).toEqual([]);
+    await until(() => events.some((e) => e.seq === 62));
+    const burst = events.slice(before.seen).map((e) => e.seq);
+    expect(burst).toEqual(Array.from({ length: 60 }, (_, i) => i + 3));
+    // Engine.IO writes the first at once and queues the rest behind it; they leave in one write
+    // (src/streams/write-bursts.ts), where each frame took one of its own before (60 or more).
+    expect(writes.calls - before.calls).toBeLessThan(10);
   }, 60_000);
 
   it('refuses topics the caller may not see, with the REST statuses', async () => {

@@ -14,6 +14,7 @@ import {
 } from './protocol.js';
 import { SlowConsumerGuard } from './slow-consumer.js';
 import { authorizeTopic, parseTopic, topicError, topicName } from './topics.js';
+import { writeBurstsTogether } from './write-bursts.js';
 
 export interface SocketLimits {
   maxTopicsPerSocket: number;
@@ -55,6 +56,7 @@ export function attachSocketServer(
   registry: ConnectionRegistry,
   limits: SocketLimits,
 ): Server<ClientToServerEvents, ServerToClientEvents> {
+  writeBurstsTogether();
   const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>(app.server, {
     path: '/socket.io',
     maxHttpBufferSize: limits.maxPayloadBytes,
