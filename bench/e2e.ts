@@ -98,7 +98,7 @@ export async function fixedRate(
   a.receipts.reset(false);
   const warmup = await postAtRate(f, { perSec: o.perSec, seconds: Math.max(1, Math.ceil(f.orders.length / o.perSec)) }, next);
   await settle(a.receipts, warmup.sent * a.fanout, 5_000);
-  a.receipts.reset(true);
+  a.receipts.reset(true, true);
   const r = await postAtRate(f, o, next);
   const expected = r.sent * a.fanout;
   await settle(a.receipts, expected, 5_000);

@@ -15,6 +15,8 @@ export class Receipts {
   fromRecorded: number[] = [];
   count = 0;
   recording = false;
+  /** Whether fromRecorded is kept too (the fixed rate's; the held rates need only the send times). */
+  fromTransaction = false;
 
   take(text: unknown, recordedAt?: unknown) {
     this.count++;
@@ -22,15 +24,17 @@ export class Receipts {
     const now = nowMs();
     const sent = Number(text);
     if (Number.isFinite(sent) && sent > 0) this.latencies.push(now - sent);
+    if (!this.fromTransaction) return;
     const recorded = typeof recordedAt === 'string' ? Date.parse(recordedAt) : NaN;
     if (Number.isFinite(recorded)) this.fromRecorded.push(now - recorded);
   }
 
-  reset(recording: boolean) {
+  reset(recording: boolean, fromTransaction = false) {
     this.latencies = [];
     this.fromRecorded = [];
     this.count = 0;
     this.recording = recording;
+    this.fromTransaction = fromTransaction;
   }
 }
 
