@@ -15,7 +15,7 @@ import { Http } from './lib/http.js';
 import { describeMachine } from './lib/machine.js';
 import { parseOptions, type Measurement } from './lib/options.js';
 import { Progress } from './lib/progress.js';
-import { emptyResult, table, type BenchResult } from './lib/report.js';
+import { cpuText, emptyResult, table, type BenchResult } from './lib/report.js';
 import { buildService, counterOf, freePort, startService, type ServiceProcess } from './lib/service.js';
 import { latency, ratio, round } from './lib/stats.js';
 import { bytesPerSocket } from './memory.js';
@@ -61,6 +61,8 @@ function queriesWithProgress(db: Kysely<DB>, ops: Http) {
   });
 }
 const tick = (f: number) => progress.update(Math.round(f * 100));
+/** The bench database's cluster's postmaster, if it runs on this machine (for CpuMeter). */
+const postmasterPid = async () => postmasterOf((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(bench!.database.db)).rows[0]!.pid);
 
 async function main(): Promise<BenchResult> {
   progress.step('build (npm run build)', 1);
@@ -94,7 +96,7 @@ async function main(): Promise<BenchResult> {
   if (has('ingest')) {
     const byWorker = f.factories.map((x) => x.orders);
     // Where the CPU goes, per event: the service, the (local) cluster, this process.
-    const postmaster = postmasterOf((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid);
+    const postmaster = await postmasterPid();
     const metered = async <T extends { units: number }>(meter: CpuMeter, run: (m: CpuMeter) => Promise<T>) => {
       const r = await run(meter);
       return { ...r, cpu: meter.perEvent(r.units) };
@@ -183,7 +185,7 @@ async function main(): Promise<BenchResult> {
         progress.step(`e2e: ${scale.sockets} sockets`, scale.sockets + 1);
         const audience = await buildAudience(s.baseUrl, f.customers, scale.sockets, (d) => progress.update(d));
         progress.step(`e2e: ${scale.e2eRate} events/s`, 100);
-        const fixed = await fixedRate(f, audience, { perSec: scale.e2eRate, seconds: scale.seconds, onTick: tick });
+        const fixed = await fixedRate(f, audience, { perSec: scale.e2eRate, seconds: scale.seconds, onTick: tick, meter: new CpuMeter(s.pid, await postmasterPid()) });
         closeAudience(audience);
         const w = fixed.warmup;
         progress.log(
@@ -193,7 +195,8 @@ async function main(): Promise<BenchResult> {
         progress.log(
           `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
             `${fixed.delivered} of ${fixed.expected} deliveries; ${audience.closed.length} sockets closed by the service; ` +
-            `the posts' own answers took p50 ${fixed.post.p50Ms} / p99 ${fixed.post.p99Ms} ms`,
+            `the posts' own answers took p50 ${fixed.post.p50Ms} / p99 ${fixed.post.p99Ms} ms; ` +
+            `CPU ms per post (with its deliveries) service / Postgres / this bench ${cpuText(fixed.cpu)}`,
         );
         // The delivery rate is the fan-out's figure, not the ingest's (measured above): the same
         // number of sockets over a tenth of the customers, so each event reaches ten times more
@@ -216,7 +219,7 @@ async function main(): Promise<BenchResult> {
           heldDeliveriesPerSec: held.deliveriesPerSec,
           ceilingDeliveriesPerSec: rawHeld,
           ratio: ratio(held.deliveriesPerSec, rawHeld),
-          fixedRate: { held: fixed.held, sentPerSec: fixed.sentPerSec, postP50Ms: fixed.post.p50Ms, postP99Ms: fixed.post.p99Ms },
+          fixedRate: { held: fixed.held, sentPerSec: fixed.sentPerSec, postP50Ms: fixed.post.p50Ms, postP99Ms: fixed.post.p99Ms, cpuMsPerPost: fixed.cpu },
           warmup: { held: w.held, sentPerSec: w.sentPerSec, postP50Ms: w.post.p50Ms, postP99Ms: w.post.p99Ms },
         };
       }

@@ -2,6 +2,7 @@ import type { Socket } from 'socket.io-client';
 import type { RawServer } from './ceilings/raw-socketio.js';
 import { batchOf, postBatch } from './ingest.js';
 import { nextEvent, token, type Fixtures } from './lib/fixtures.js';
+import type { CpuMeter, CpuPerEvent } from './lib/cpu.js';
 import { openLoop } from './lib/open-loop.js';
 import { closeAll, connect, connectMany, Receipts } from './lib/sockets.js';
 import { latency, nowMs, sleep, type Latency } from './lib/stats.js';
@@ -89,9 +90,18 @@ export type RateRun = Awaited<ReturnType<typeof postAtRate>>;
 export async function fixedRate(
   f: Fixtures,
   a: Audience,
-  o: { perSec: number; seconds: number; onTick?: (x: number) => void },
+  o: { perSec: number; seconds: number; onTick?: (x: number) => void; meter?: CpuMeter },
 ): Promise<
-  Latency & { sendToReceipt: Latency; delivered: number; expected: number; sentPerSec: number; held: boolean; post: Latency; warmup: RateRun }
+  Latency & {
+    sendToReceipt: Latency;
+    delivered: number;
+    expected: number;
+    sentPerSec: number;
+    held: boolean;
+    post: Latency;
+    warmup: RateRun;
+    cpu?: CpuPerEvent;
+  }
 > {
   let i = 0;
   const next = () => i++;
@@ -99,7 +109,9 @@ export async function fixedRate(
   const warmup = await postAtRate(f, { perSec: o.perSec, seconds: Math.max(1, Math.ceil(f.orders.length / o.perSec)) }, next);
   await settle(a.receipts, warmup.sent * a.fanout, 5_000);
   a.receipts.reset(true, true);
+  o.meter?.start();
   const r = await postAtRate(f, o, next);
+  o.meter?.end();
   const expected = r.sent * a.fanout;
   await settle(a.receipts, expected, 5_000);
   // post: send to answer of each post, the part of a latency spent before the commit was known.
@@ -112,6 +124,7 @@ export async function fixedRate(
     held: r.held,
     post: r.post,
     warmup,
+    cpu: o.meter?.perEvent(r.sent),
   };
 }
 

@@ -9,6 +9,8 @@ export interface RateFigures {
   sentPerSec: number;
   postP50Ms: number;
   postP99Ms: number;
+  /** CPU per post (its deliveries included) of the service, the cluster and the bench: a diagnosis. */
+  cpuMsPerPost?: CpuPerEvent;
 }
 
 export interface BenchResult {
@@ -68,7 +70,7 @@ export const emptyResult = (machine: Machine, scale: Scale): BenchResult => ({
 const n = (x: number | null) =>
   x === null ? '-' : Number.isInteger(x) ? x.toLocaleString('en-US') : x.toLocaleString('en-US', { maximumFractionDigits: 2 });
 
-const cpu = (c?: CpuPerEvent) =>
+export const cpuText = (c?: CpuPerEvent) =>
   c ? [c.service, c.postgres, c.client].map((x) => (x === null ? '-' : x.toFixed(3))).join(' / ') : '';
 
 /** The table printed at the end of a run: figure, ceiling, ratio, target. */
@@ -78,10 +80,10 @@ export function table(r: BenchResult): string {
     const s = r.ingest.single;
     rows.push(['ingest.single events/s', n(s.eventsPerSec), n(s.ceilingEventsPerSec), n(s.ratio), TARGETS.single]);
     rows.push(['ingest.single p50 / p99 ms', `${n(s.p50Ms)} / ${n(s.p99Ms)}`, '', '', '']);
-    rows.push(['ingest.single CPU ms/event svc / pg / bench', cpu(s.cpuMsPerEvent), cpu(s.ceilingCpuMsPerEvent), '', '']);
+    rows.push(['ingest.single CPU ms/event svc / pg / bench', cpuText(s.cpuMsPerEvent), cpuText(s.ceilingCpuMsPerEvent), '', '']);
     const b = r.ingest.batch;
     rows.push(['ingest.batch events/s', n(b.eventsPerSec), n(b.ceilingEventsPerSec), n(b.ratio), TARGETS.batch]);
-    rows.push(['ingest.batch CPU ms/event svc / pg / bench', cpu(b.cpuMsPerEvent), cpu(b.ceilingCpuMsPerEvent), '', '']);
+    rows.push(['ingest.batch CPU ms/event svc / pg / bench', cpuText(b.cpuMsPerEvent), cpuText(b.ceilingCpuMsPerEvent), '', '']);
   }
   const e = r.e2e;
   if (e) {
