@@ -16,7 +16,7 @@ import { describeMachine } from './lib/machine.js';
 import { parseOptions, type Measurement } from './lib/options.js';
 import { Progress } from './lib/progress.js';
 import { cpuText, emptyResult, table, type BenchResult } from './lib/report.js';
-import { buildService, counterOf, freePort, startService, type ServiceProcess } from './lib/service.js';
+import { buildService, countersOf, freePort, startService, type ServiceProcess } from './lib/service.js';
 import { latency, ratio, round } from './lib/stats.js';
 import { bytesPerSocket } from './memory.js';
 import { queries } from './queries.js';
@@ -122,7 +122,7 @@ async function main(): Promise<BenchResult> {
     const [single, batch] = await withService(async (s) => {
       progress.step('ingest.single', 100);
       // How many posts a transaction took (the queue's groups, src/events/append-queue.ts).
-      const counts = async () => Promise.all(['orderstream_events_accepted_total', 'orderstream_append_transactions_total'].map((c) => counterOf(s.baseUrl, c)));
+      const counts = () => countersOf(s.baseUrl, ['orderstream_events_accepted_total', 'orderstream_append_transactions_total']);
       const before = await counts();
       const one = await metered(new CpuMeter(s.pid, postmaster), (meter) =>
         ingestSingle(f.factories.slice(0, scale.concurrency), { seconds: scale.seconds, onTick: tick, meter }),

@@ -102,10 +102,10 @@ export function startService(env: Record<string, string>, port?: number, profile
   );
 }
 
-/** The sum of a counter over its labels in a service's /metrics (0 when absent). */
-export async function counterOf(baseUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(' ').at(-1));
-  return sum;
+/** Each counter summed over its labels, from one read of a service's /metrics (0 when absent). */
+export async function countersOf(baseUrl: string, names: string[]): Promise<number[]> {
+  const lines = (await (await fetch(`${baseUrl}/metrics`)).text()).split('\n');
+  return names.map((name) =>
+    lines.filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `)).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0),
+  );
 }
