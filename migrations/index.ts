@@ -12,6 +12,7 @@ import * as m0010 from './0010_moved_promises.js';
 import * as m0011 from './0011_paused_unfinished.js';
 import * as m0012 from './0012_orders_vacuumed_often.js';
 import * as m0013 from './0013_one_at_risk_index.js';
+import * as m0014 from './0014_steps_room_to_update.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '0011_paused_unfinished': m0011,
   '0012_orders_vacuumed_often': m0012,
   '0013_one_at_risk_index': m0013,
+  '0014_steps_room_to_update': m0014,
 };
