@@ -11,7 +11,6 @@ import { ingestBatch, ingestSingle } from './ingest.js';
 import { CpuMeter, postmasterOf } from './lib/cpu.js';
 import { createBenchDatabase, type BenchDatabase } from './lib/database.js';
 import { createFixtures } from './lib/fixtures.js';
-import { pooled } from './lib/load.js';
 import { Http } from './lib/http.js';
 import { describeMachine } from './lib/machine.js';
 import { parseOptions, type Measurement } from './lib/options.js';
@@ -102,20 +101,24 @@ async function main(): Promise<BenchResult> {
       const r = await run(meter);
       return { ...r, cpu: meter.perEvent(r.units) };
     };
-    // Each ceiling runs before the service's run and again after it, pooled: a machine whose
-    // speed drifts during the run (these cores are shared) moves both sides of a ratio alike.
-    const ceilings = async (when: string) => {
-      progress.step(`ceiling: node-pg one event (${when})`, 100);
-      const one = await metered(new CpuMeter(undefined, postmaster), (meter) =>
-        pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), { perTransaction: 1, seconds: scale.seconds / 2, onTick: tick, meter }),
-      );
-      progress.step(`ceiling: node-pg ${scale.batchSize} events (${when})`, 100);
-      const many = await metered(new CpuMeter(undefined, postmaster), (meter) =>
-        pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), { perTransaction: scale.batchSize, seconds: scale.seconds / 2, onTick: tick, meter }),
-      );
-      return [one, many] as const;
-    };
-    const [singleBefore, batchBefore] = await ceilings('before');
+    progress.step('ceiling: node-pg one event', 100);
+    const ceilSingle = await metered(new CpuMeter(undefined, postmaster), (meter) =>
+      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), {
+        perTransaction: 1,
+        seconds: scale.seconds,
+        onTick: tick,
+        meter,
+      }),
+    );
+    progress.step(`ceiling: node-pg ${scale.batchSize} events`, 100);
+    const ceilBatch = await metered(new CpuMeter(undefined, postmaster), (meter) =>
+      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), {
+        perTransaction: scale.batchSize,
+        seconds: scale.seconds,
+        onTick: tick,
+        meter,
+      }),
+    );
     const [single, batch] = await withService(async (s) => {
       progress.step('ingest.single', 100);
       // How many posts a transaction took (the queue's groups, src/events/append-queue.ts).
@@ -138,13 +141,6 @@ async function main(): Promise<BenchResult> {
       );
       return [{ ...one, eventsPerTransaction }, many];
     });
-    const [singleAfter, batchAfter] = await ceilings('after');
-    const ceilSingle = pooled(singleBefore, singleAfter);
-    const ceilBatch = pooled(batchBefore, batchAfter);
-    progress.log(
-      `ingest ceilings before / after the service's run, events/s: one event ${round(singleBefore.perSec, 0)} / ${round(singleAfter.perSec, 0)}, ` +
-        `${scale.batchSize} events ${round(batchBefore.perSec, 0)} / ${round(batchAfter.perSec, 0)}`,
-    );
     const l = latency(single.samples);
     result.ingest = {
       single: {
@@ -152,7 +148,6 @@ async function main(): Promise<BenchResult> {
         p50Ms: l.p50Ms,
         p99Ms: l.p99Ms,
         ceilingEventsPerSec: round(ceilSingle.perSec, 0),
-        ceilingBeforeAfter: [round(singleBefore.perSec, 0), round(singleAfter.perSec, 0)],
         ratio: ratio(single.perSec, ceilSingle.perSec),
         cpuMsPerEvent: single.cpu,
         ceilingCpuMsPerEvent: ceilSingle.cpu,
@@ -161,7 +156,6 @@ async function main(): Promise<BenchResult> {
       batch: {
         eventsPerSec: round(batch.perSec, 0),
         ceilingEventsPerSec: round(ceilBatch.perSec, 0),
-        ceilingBeforeAfter: [round(batchBefore.perSec, 0), round(batchAfter.perSec, 0)],
         ratio: ratio(batch.perSec, ceilBatch.perSec),
         cpuMsPerEvent: batch.cpu,
         ceilingCpuMsPerEvent: ceilBatch.cpu,
