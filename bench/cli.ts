@@ -11,6 +11,7 @@ import { ingestBatch, ingestSingle } from './ingest.js';
 import { CpuMeter, postmasterOf } from './lib/cpu.js';
 import { createBenchDatabase, type BenchDatabase } from './lib/database.js';
 import { createFixtures } from './lib/fixtures.js';
+import { pooled } from './lib/load.js';
 import { Http } from './lib/http.js';
 import { describeMachine } from './lib/machine.js';
 import { parseOptions, type Measurement } from './lib/options.js';
@@ -98,27 +99,24 @@ async function main(): Promise<BenchResult> {
     // Where the CPU goes, per event: the service, the (local) cluster, this process.
     const postmaster = await postmasterPid();
     const metered = async <T extends { units: number }>(meter: CpuMeter, run: (m: CpuMeter) => Promise<T>) => {
+      await bench!.vacuum();
       const r = await run(meter);
       return { ...r, cpu: meter.perEvent(r.units) };
     };
-    progress.step('ceiling: node-pg one event', 100);
-    const ceilSingle = await metered(new CpuMeter(undefined, postmaster), (meter) =>
-      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), {
-        perTransaction: 1,
-        seconds: scale.seconds,
-        onTick: tick,
-        meter,
-      }),
-    );
-    progress.step(`ceiling: node-pg ${scale.batchSize} events`, 100);
-    const ceilBatch = await metered(new CpuMeter(undefined, postmaster), (meter) =>
-      pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), {
-        perTransaction: scale.batchSize,
-        seconds: scale.seconds,
-        onTick: tick,
-        meter,
-      }),
-    );
+    // Each ceiling runs before the service's run and again after it, pooled: a machine whose
+    // speed drifts during the run (these cores are shared) moves both sides of a ratio alike.
+    const ceilings = async (when: string) => {
+      progress.step(`ceiling: node-pg one event (${when})`, 100);
+      const one = await metered(new CpuMeter(undefined, postmaster), (meter) =>
+        pgIngestCeiling(bench!.url, byWorker.slice(0, scale.concurrency), { perTransaction: 1, seconds: scale.seconds / 2, onTick: tick, meter }),
+      );
+      progress.step(`ceiling: node-pg ${scale.batchSize} events (${when})`, 100);
+      const many = await metered(new CpuMeter(undefined, postmaster), (meter) =>
+        pgIngestCeiling(bench!.url, byWorker.slice(0, scale.batchConcurrency), { perTransaction: scale.batchSize, seconds: scale.seconds / 2, onTick: tick, meter }),
+      );
+      return [one, many] as const;
+    };
+    const [singleBefore, batchBefore] = await ceilings('before');
     const [single, batch] = await withService(async (s) => {
       progress.step('ingest.single', 100);
       // How many posts a transaction took (the queue's groups, src/events/append-queue.ts).
@@ -141,6 +139,13 @@ async function main(): Promise<BenchResult> {
       );
       return [{ ...one, eventsPerTransaction }, many];
     });
+    const [singleAfter, batchAfter] = await ceilings('after');
+    const ceilSingle = pooled(singleBefore, singleAfter);
+    const ceilBatch = pooled(batchBefore, batchAfter);
+    progress.log(
+      `ingest ceilings before / after the service's run, events/s: one event ${round(singleBefore.perSec, 0)} / ${round(singleAfter.perSec, 0)}, ` +
+        `${scale.batchSize} events ${round(batchBefore.perSec, 0)} / ${round(batchAfter.perSec, 0)}`,
+    );
     const l = latency(single.samples);
     result.ingest = {
       single: {
@@ -148,6 +153,7 @@ async function main(): Promise<BenchResult> {
         p50Ms: l.p50Ms,
         p99Ms: l.p99Ms,
         ceilingEventsPerSec: round(ceilSingle.perSec, 0),
+        ceilingBeforeAfter: [round(singleBefore.perSec, 0), round(singleAfter.perSec, 0)],
         ratio: ratio(single.perSec, ceilSingle.perSec),
         cpuMsPerEvent: single.cpu,
         ceilingCpuMsPerEvent: ceilSingle.cpu,
@@ -156,6 +162,7 @@ async function main(): Promise<BenchResult> {
       batch: {
         eventsPerSec: round(batch.perSec, 0),
         ceilingEventsPerSec: round(ceilBatch.perSec, 0),
+        ceilingBeforeAfter: [round(batchBefore.perSec, 0), round(batchAfter.perSec, 0)],
         ratio: ratio(batch.perSec, ceilBatch.perSec),
         cpuMsPerEvent: batch.cpu,
         ceilingCpuMsPerEvent: ceilBatch.cpu,
@@ -180,11 +187,15 @@ async function main(): Promise<BenchResult> {
 
   if ((has('queries') && !options!.worldUrl) || has('e2e') || has('resume')) {
     await withService(async (s) => {
-      if (has('queries') && !options!.worldUrl) result.queries = await queriesWithProgress(db, f.ops);
+      if (has('queries') && !options!.worldUrl) {
+        await bench!.vacuum();
+        result.queries = await queriesWithProgress(db, f.ops);
+      }
       if (has('e2e')) {
         progress.step(`e2e: ${scale.sockets} sockets`, scale.sockets + 1);
         const audience = await buildAudience(s.baseUrl, f.customers, scale.sockets, (d) => progress.update(d));
         progress.step(`e2e: ${scale.e2eRate} events/s`, 100);
+        await bench!.vacuum();
         const fixed = await fixedRate(f, audience, { perSec: scale.e2eRate, seconds: scale.seconds, onTick: tick, meter: new CpuMeter(s.pid, await postmasterPid()) });
         closeAudience(audience);
         const w = fixed.warmup;
@@ -205,6 +216,7 @@ async function main(): Promise<BenchResult> {
         progress.step(`e2e: ${scale.sockets} sockets on ${dense.length} customers`, scale.sockets + 1);
         const crowd = await buildAudience(s.baseUrl, dense, scale.sockets, (d) => progress.update(d));
         progress.step('e2e: delivery rate held', 1, '');
+        await bench!.vacuum();
         const held = await heldRate(crowd, scale.ladder, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds, dense), (t) =>
           progress.update(0, `${t}/s`),
         );
@@ -225,6 +237,7 @@ async function main(): Promise<BenchResult> {
       }
       if (has('resume')) {
         progress.step(`resume ${scale.resumeEvents} events`, scale.resumeEvents);
+        await bench!.vacuum();
         result.resume = await resume(s.baseUrl, f, scale.resumeEvents, (d) => progress.update(d));
       }
     });

@@ -9,6 +9,11 @@ export interface BenchDatabase {
   database: Database;
   /** Postgres's own version string, for the machine section. */
   version: string;
+  /**
+   * VACUUM (ANALYZE) of the whole database: what autovacuum does between a cluster's bursts of
+   * writes. Run before each measured phase, so that none inherits the dead rows of the one before.
+   */
+  vacuum(): Promise<void>;
   drop(): Promise<void>;
 }
 
@@ -28,6 +33,15 @@ export async function createBenchDatabase(serverUrl: string): Promise<BenchDatab
     name,
     database,
     version,
+    async vacuum() {
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      try {
+        await client.query('vacuum (analyze)');
+      } finally {
+        await client.end();
+      }
+    },
     async drop() {
       await database.close().catch(() => undefined);
       await admin.query(`drop database if exists ${name} with (force)`);

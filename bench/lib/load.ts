@@ -1,3 +1,4 @@
+import type { CpuPerEvent } from './cpu.js';
 import { nowMs } from './stats.js';
 
 /** Told when the measured seconds start and end (bench/lib/cpu.ts reads CPU then). */
@@ -49,4 +50,19 @@ export async function closedLoop(
   };
   await run(o.warmupSeconds ?? 1, false);
   return run(o.seconds, true);
+}
+
+/** Two runs of one load as one: their units over their seconds, each party's CPU per unit weighted by units. */
+export function pooled<T extends LoadResult & { cpu: CpuPerEvent }>(a: T, b: T): LoadResult & { cpu: CpuPerEvent } {
+  const units = a.units + b.units;
+  const seconds = a.seconds + b.seconds;
+  const weigh = (x: number | null, y: number | null) =>
+    x === null || y === null ? null : Math.round(((x * a.units + y * b.units) / Math.max(1, units)) * 1000) / 1000;
+  return {
+    perSec: units / seconds,
+    units,
+    samples: [...a.samples, ...b.samples],
+    seconds,
+    cpu: { service: weigh(a.cpu.service, b.cpu.service), postgres: weigh(a.cpu.postgres, b.cpu.postgres), client: weigh(a.cpu.client, b.cpu.client)! },
+  };
 }

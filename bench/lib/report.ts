@@ -13,13 +13,17 @@ export interface RateFigures {
   cpuMsPerPost?: CpuPerEvent;
 }
 
+type Ceiling = { ceilingBeforeAfter?: [number, number] };
+
 export interface BenchResult {
   // Null where a measurement was left out (--only, --skip-startup).
   ingest: {
     // cpuMsPerEvent: where the CPU went (bench/lib/cpu.ts); not among the keys, a diagnosis.
     // eventsPerTransaction: the posts the service wrote per transaction (a diagnosis, like cpu).
-    single: { eventsPerSec: number; p50Ms: number; p99Ms: number; ceilingEventsPerSec: number; ratio: number; eventsPerTransaction?: number } & Cpu;
-    batch: { eventsPerSec: number; ceilingEventsPerSec: number; ratio: number } & Cpu;
+    // ceilingBeforeAfter: the ceiling's two halves, before and after the service's run (pooled
+    // into ceilingEventsPerSec).
+    single: { eventsPerSec: number; p50Ms: number; p99Ms: number; ceilingEventsPerSec: number; ratio: number; eventsPerTransaction?: number } & Ceiling & Cpu;
+    batch: { eventsPerSec: number; ceilingEventsPerSec: number; ratio: number } & Ceiling & Cpu;
   } | null;
   e2e: {
     p50Ms: number;
