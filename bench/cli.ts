@@ -142,9 +142,11 @@ async function main(): Promise<BenchResult> {
     const [singleAfter, batchAfter] = await ceilings('after');
     const ceilSingle = pooled(singleBefore, singleAfter);
     const ceilBatch = pooled(batchBefore, batchAfter);
+    const singleHalves: [number, number] = [round(singleBefore.perSec, 0), round(singleAfter.perSec, 0)];
+    const batchHalves: [number, number] = [round(batchBefore.perSec, 0), round(batchAfter.perSec, 0)];
     progress.log(
-      `ingest ceilings before / after the service's run, events/s: one event ${round(singleBefore.perSec, 0)} / ${round(singleAfter.perSec, 0)}, ` +
-        `${scale.batchSize} events ${round(batchBefore.perSec, 0)} / ${round(batchAfter.perSec, 0)}`,
+      `ingest ceilings before / after the service's run, events/s: one event ${singleHalves.join(' / ')}, ` +
+        `${scale.batchSize} events ${batchHalves.join(' / ')}`,
     );
     const l = latency(single.samples);
     result.ingest = {
@@ -153,7 +155,7 @@ async function main(): Promise<BenchResult> {
         p50Ms: l.p50Ms,
         p99Ms: l.p99Ms,
         ceilingEventsPerSec: round(ceilSingle.perSec, 0),
-        ceilingBeforeAfter: [round(singleBefore.perSec, 0), round(singleAfter.perSec, 0)],
+        ceilingBeforeAfter: singleHalves,
         ratio: ratio(single.perSec, ceilSingle.perSec),
         cpuMsPerEvent: single.cpu,
         ceilingCpuMsPerEvent: ceilSingle.cpu,
@@ -162,7 +164,7 @@ async function main(): Promise<BenchResult> {
       batch: {
         eventsPerSec: round(batch.perSec, 0),
         ceilingEventsPerSec: round(ceilBatch.perSec, 0),
-        ceilingBeforeAfter: [round(batchBefore.perSec, 0), round(batchAfter.perSec, 0)],
+        ceilingBeforeAfter: batchHalves,
         ratio: ratio(batch.perSec, ceilBatch.perSec),
         cpuMsPerEvent: batch.cpu,
         ceilingCpuMsPerEvent: ceilBatch.cpu,

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrator.js';
@@ -34,13 +35,7 @@ export async function createBenchDatabase(serverUrl: string): Promise<BenchDatab
     database,
     version,
     async vacuum() {
-      const client = new pg.Client({ connectionString: url.toString() });
-      await client.connect();
-      try {
-        await client.query('vacuum (analyze)');
-      } finally {
-        await client.end();
-      }
+      await sql`vacuum (analyze)`.execute(database.db);
     },
     async drop() {
       await database.close().catch(() => undefined);

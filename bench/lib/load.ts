@@ -52,8 +52,10 @@ export async function closedLoop(
   return run(o.seconds, true);
 }
 
+type Metered = LoadResult & { cpu: CpuPerEvent };
+
 /** Two runs of one load as one: their units over their seconds, each party's CPU per unit weighted by units. */
-export function pooled<T extends LoadResult & { cpu: CpuPerEvent }>(a: T, b: T): LoadResult & { cpu: CpuPerEvent } {
+export function pooled(a: Metered, b: Metered): Metered {
   const units = a.units + b.units;
   const seconds = a.seconds + b.seconds;
   const weigh = (x: number | null, y: number | null) =>
