@@ -22,6 +22,7 @@ import { migrateToLatest } from './db/migrator.js';
 import { eventRoutes } from './events/routes.js';
 import { factoryRoutes } from './factories/routes.js';
 import { clientErrorHandler } from './http/client-errors.js';
+import { registerCompression } from './http/compression.js';
 import { ConnectionLimiter } from './http/connection-limit.js';
 import { frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { registerJsonParser } from './http/json-body.js';
@@ -160,6 +161,7 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  await registerCompression(app);
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     app.metrics.httpDuration.observe(
@@ -175,7 +177,9 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
         title: 'orderstream',
         version: '1.0.0',
         description:
-          'Real-time order tracking for a PCB / PCBA manufacturing network. Errors are application/problem+json (RFC 9457).',
+          'Real-time order tracking for a PCB / PCBA manufacturing network. Errors are application/problem+json (RFC 9457). ' +
+          'Answers over 1 KB are compressed for clients that send Accept-Encoding (br, gzip, deflate); request bodies may be ' +
+          'sent with Content-Encoding br, gzip or deflate, and count against the body limit inflated.',
       },
       components: {
         securitySchemes: {

@@ -13,6 +13,9 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
   FST_ERR_CTP_EMPTY_TYPE: [400, 'invalid-content-type'],
   FST_ERR_BAD_URL: [400, 'bad-url'],
   FST_ERR_ASYNC_CONSTRAINT: [400, 'bad-request'],
+  // @fastify/compress, for request bodies (http/compression.ts).
+  FST_CP_ERR_INVALID_CONTENT_ENCODING: [415, 'unsupported-content-encoding'],
+  FST_CP_ERR_INVALID_CONTENT: [400, 'malformed-compressed-body'],
 };
 
 const DB_UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300', '57014']);
