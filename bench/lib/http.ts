@@ -1,11 +1,18 @@
 import { Pool } from 'undici';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { nowMs } from './stats.js';
 
 export interface Reply<T = unknown> {
   status: number;
   body: T;
+  /** Until the whole answer was read and, if it came compressed, inflated: when a client can use it. */
   ms: number;
+  /** The answer's body as it came over the wire. */
+  bytes: number;
 }
+
+// undici's Pool neither asks for an encoding nor undoes one: a caller that asks inflates here.
+const INFLATE: Record<string, (b: Buffer) => Buffer> = { br: brotliDecompressSync, gzip: gunzipSync, deflate: inflateSync };
 
 /** A keep-alive HTTP client for one base URL, with as many connections as requests in flight. */
 export class Http {
@@ -32,13 +39,15 @@ export class Http {
       headers: { ...this.headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const text = await res.body.text();
+    const wire = Buffer.from(await res.body.arrayBuffer());
+    const encoding = res.headers['content-encoding'];
+    const text = (typeof encoding === 'string' && INFLATE[encoding] ? INFLATE[encoding](wire) : wire).toString();
     const ms = nowMs() - started;
-    return { status: res.statusCode, body: (text ? JSON.parse(text) : undefined) as T, ms };
+    return { status: res.statusCode, body: (text ? JSON.parse(text) : undefined) as T, ms, bytes: wire.length };
   }
 
-  get<T = unknown>(path: string) {
-    return this.request<T>('GET', path);
+  get<T = unknown>(path: string, headers?: Record<string, string>) {
+    return this.request<T>('GET', path, undefined, headers);
   }
 
   post<T = unknown>(path: string, body: unknown, headers?: Record<string, string>) {

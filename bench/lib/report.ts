@@ -41,7 +41,8 @@ export interface BenchResult {
   } | null;
   resume: { events: number; ms: number } | null;
   memory: { bytesPerSocket: number; ceilingBytesPerSocket: number } | null;
-  queries: Record<string, { p50Ms: number; p99Ms: number; maxMs?: number }> | null;
+  // wireBytes: the answer's size on the wire (a diagnosis, like cpu).
+  queries: Record<string, { p50Ms: number; p99Ms: number; maxMs?: number; wireBytes?: number }> | null;
   startup: { embeddedMs: number | null; postgresMs: number } | null;
   machine: Machine;
   scale: Scale & { world: Record<string, number> };
@@ -113,12 +114,14 @@ export function table(r: BenchResult): string {
       TARGETS.memory,
     ]);
   for (const [name, q] of Object.entries(r.queries ?? {})) {
+    const size = q.wireBytes === undefined ? '' : ` (${n(Math.round(q.wireBytes / 1024))} KB)`;
     rows.push([
-      `queries.${name} p50 / p99 / max ms`,
+      `queries.${name}${size} p50 / p99 / max ms`,
       `${n(q.p50Ms)} / ${n(q.p99Ms)} / ${n(q.maxMs ?? NaN)}`,
       '',
       '',
-      /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists,
+      // The compressed page is a diagnosis beside the issue's figures, with no target of its own.
+      /Brotli$/.test(name) ? '' : /summary|performance/i.test(name) ? TARGETS.summaries : TARGETS.lists,
     ]);
   }
   if (r.startup)
