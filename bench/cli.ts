@@ -203,7 +203,8 @@ async function main(): Promise<BenchResult> {
         const w = fixed.warmup;
         progress.log(
           `e2e warm-up at ${scale.e2eRate}/s (unmeasured, as long as one post per order takes): ${w.held ? 'rate held' : `rate NOT held (${w.sentPerSec}/s sent)`}, ` +
-            `the posts' own answers took p50 ${w.post.p50Ms} / p99 ${w.post.p99Ms} ms`,
+            `the posts' own answers took p50 ${w.post.p50Ms} / p99 ${w.post.p99Ms} ms` +
+            (w.rest ? `; then the ${w.rest.orders} orders it had not reached, ${w.rest.concurrency} at a time` : ''),
         );
         progress.log(
           `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
@@ -234,7 +235,7 @@ async function main(): Promise<BenchResult> {
           ceilingDeliveriesPerSec: rawHeld,
           ratio: ratio(held.deliveriesPerSec, rawHeld),
           fixedRate: { held: fixed.held, sentPerSec: fixed.sentPerSec, postP50Ms: fixed.post.p50Ms, postP99Ms: fixed.post.p99Ms, cpuMsPerPost: fixed.cpu },
-          warmup: { held: w.held, sentPerSec: w.sentPerSec, postP50Ms: w.post.p50Ms, postP99Ms: w.post.p99Ms },
+          warmup: { held: w.held, sentPerSec: w.sentPerSec, postP50Ms: w.post.p50Ms, postP99Ms: w.post.p99Ms, ...(w.rest ? { rest: w.rest } : {}) },
         };
       }
       if (has('resume')) {

@@ -37,7 +37,7 @@ export interface BenchResult {
     /** Whether the fixed rate was held, and the posts' own send-to-answer latency. */
     fixedRate?: RateFigures;
     /** The same for the unmeasured warm-up before it (one post per order, on a fresh service). */
-    warmup?: RateFigures;
+    warmup?: RateFigures & { rest?: { orders: number; concurrency: number } };
   } | null;
   resume: { events: number; ms: number } | null;
   memory: { bytesPerSocket: number; ceilingBytesPerSocket: number } | null;
