@@ -204,7 +204,7 @@ async function main(): Promise<BenchResult> {
         progress.log(
           `e2e warm-up at ${scale.e2eRate}/s (unmeasured, as long as one post per order takes): ${w.held ? 'rate held' : `rate NOT held (${w.sentPerSec}/s sent)`}, ` +
             `the posts' own answers took p50 ${w.post.p50Ms} / p99 ${w.post.p99Ms} ms` +
-            (w.rest ? `; then the ${w.rest.orders} orders it had not reached, ${w.rest.concurrency} at a time` : ''),
+            (w.rest ? `; then ${w.rest.orders} order${w.rest.orders === 1 ? '' : 's'} it had not reached, ${w.rest.concurrency} at a time` : ''),
         );
         progress.log(
           `e2e at ${scale.e2eRate}/s: ${fixed.held ? 'rate held' : `rate NOT held (the posts backed up; ${fixed.sentPerSec}/s sent)`}, ` +
