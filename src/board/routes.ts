@@ -42,7 +42,9 @@ interface Asset {
 
 function asset(file: string, type: string): Asset {
   const body = readFileSync(file);
-  return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+  // Weak: the same tag goes with the plain asset and with each compressed form of it
+  // (http/compression.ts), and a strong one names one exact sequence of bytes (RFC 9110 8.8.1).
+  return { body, type, etag: `W/"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
 }
 
 /** `GET /board` and its assets under `/board/`. Public: register it outside the authenticated context. */
