@@ -109,9 +109,10 @@ async function postToTheRest(f: Fixtures, next: () => number): Promise<number> {
  * code has been compiled and that has written to its orders before (a fresh process has kept none
  * of them). Like the measured part it stops once 256 posts wait (a cold service backs up); the
  * orders it did not reach then get their first post 8 at a time, so that the measured part never
- * starts on cold orders (a first post loads its order: a warm-up that stopped a third of the way
- * left the measured part two thirds first posts, which backed it up in turn). Its own figures
- * come back beside the measured ones (`warmup`), so a cold start is seen, not hidden.
+ * starts on a process and orders that have not had them (a fresh process's first posts cost it
+ * about twice the CPU of later ones: a warm-up that stopped a third of the way left the measured
+ * part to back up in turn; BENCHMARKS.md change 62). Its own figures come back beside the
+ * measured ones (`warmup`), so a cold start is seen, not hidden.
  */
 export async function fixedRate(
   f: Fixtures,
@@ -135,7 +136,6 @@ export async function fixedRate(
   const warmup: RateRun = await postAtRate(f, { perSec: o.perSec, seconds: Math.max(1, Math.ceil(f.orders.length / o.perSec)) }, next);
   const rest = i < f.orders.length ? await postToTheRest(f, next) : 0;
   if (rest) warmup.rest = { orders: rest, concurrency: REST_CONCURRENCY };
-  i = Math.max(i, f.orders.length);
   await settle(a.receipts, (warmup.sent + rest) * a.fanout, 5_000);
   a.receipts.reset(true, true);
   o.meter?.start();

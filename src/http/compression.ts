@@ -2,8 +2,8 @@ import compress from '@fastify/compress';
 import type { FastifyInstance } from 'fastify';
 import { constants } from 'node:zlib';
 
-/** The encodings answers may be compressed with, the server's preference first. */
-export const RESPONSE_ENCODINGS = ['br', 'gzip', 'deflate'] as const;
+/** The encodings answers may be compressed with (the server's preference first), and bodies sent in. */
+const ENCODINGS: Array<'br' | 'gzip' | 'deflate'> = ['br', 'gzip', 'deflate'];
 
 /**
  * Answers are compressed for clients that ask (`Accept-Encoding`), and request bodies may arrive
@@ -28,11 +28,11 @@ export const RESPONSE_ENCODINGS = ['br', 'gzip', 'deflate'] as const;
  */
 export async function registerCompression(app: FastifyInstance) {
   await app.register(compress, {
-    encodings: [...RESPONSE_ENCODINGS],
+    encodings: ENCODINGS,
     threshold: 1024,
     syncThreshold: 2 * 1024 * 1024,
     brotliOptions: { params: { [constants.BROTLI_PARAM_QUALITY]: 1 } },
     zlibOptions: { level: 1 },
-    requestEncodings: ['br', 'gzip', 'deflate', 'identity'],
+    requestEncodings: [...ENCODINGS, 'identity'],
   });
 }
