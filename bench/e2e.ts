@@ -40,7 +40,7 @@ export async function buildAudience(
     plan,
     async (c) => {
       const socket = await connect(`${url}/v1`, { token: c === 'all' ? ops : tokens.get(c)! });
-      socket.on('event', (e: { recordedAt?: unknown; data: { text?: unknown } }) => receipts.take(e.data.text, e.recordedAt));
+      socket.on('event', (e: { id?: unknown; recordedAt?: unknown; data: { text?: unknown } }) => receipts.take(e.data.text, e.recordedAt, e.id));
       socket.on('closing', (r: { reason: string }) => closed.push(r.reason));
       await subscribe(socket, c === 'all' ? 'all' : `customer:${c}`);
       return socket;
@@ -60,20 +60,25 @@ async function settle(r: Receipts, expected: number, graceMs: number) {
   while (r.count < expected && nowMs() < until) await sleep(20);
 }
 
-/** Single POSTs at `perSec` for `seconds`, each a note stamped with its send time; each post's own send-to-answer. */
+/**
+ * Single POSTs at `perSec` for `seconds`, each a note stamped with its send time; each post's own
+ * send-to-answer, and the id of the event it appended with the time its answer arrived.
+ */
 async function postAtRate(f: Fixtures, o: { perSec: number; seconds: number; onTick?: (x: number) => void }, next: () => number) {
   const posts: number[] = [];
+  const answers = new Map<string, number>();
   const r = await openLoop({ perSec: o.perSec, seconds: o.seconds, onTick: o.onTick }, async () => {
     const order = f.orders[next() % f.orders.length]!;
     const res = await order.factory.http.post(`/v1/orders/${order.id}/events`, nextEvent(order, String(nowMs())));
     if (res.status !== 201) throw new Error(`e2e post: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
     posts.push(res.ms);
+    answers.set((res.body as { id: string }).id, nowMs());
   });
   // Behind: more than 256 posts waited at once, and the sender stopped; the rate was not held.
-  return { sent: r.sent, sentPerSec: Math.round(r.sent / r.seconds), held: !r.behind, post: latency(posts) };
+  return { sent: r.sent, sentPerSec: Math.round(r.sent / r.seconds), held: !r.behind, post: latency(posts), answers };
 }
 
-export type RateRun = Awaited<ReturnType<typeof postAtRate>> & {
+export type RateRun = Omit<Awaited<ReturnType<typeof postAtRate>>, 'answers'> & {
   /** Orders the rate did not reach before it backed up, posted to afterwards, this many at a time. */
   rest?: { orders: number; concurrency: number };
 };
@@ -100,10 +105,13 @@ async function postToTheRest(f: Fixtures, next: () => number): Promise<number> {
 
 /**
  * Commit-to-receipt at a fixed rate: single POSTs, each a note stamped with its send time. The
- * figure is recorded → receipt (Receipts.fromRecorded: from the start of the transaction that
- * appended the event, so an upper bound of commit → receipt by the transaction's own time);
- * send → receipt comes beside it, a looser bound that also holds the HTTP request and its wait
- * for a group (the ingest figures measure those).
+ * figure is commit → receipt where Postgres keeps commit timestamps (`track_commit_timestamp`,
+ * `commitTimes`): each receipt against the instant its event's transaction wrote its commit
+ * record. Where it does not, the figure is recorded → receipt (Receipts.fromRecorded: from the
+ * start of the transaction, an upper bound by the transaction's own time), and `basis` says so.
+ * Beside it always: recorded → receipt, commit → the post's answer (where commits are known),
+ * and send → receipt, a looser bound that also holds the HTTP request and its wait for a group
+ * (the ingest figures measure those).
  * A warm-up at the same rate goes first, unmeasured, as the ingest figures' closed loops have
  * one: for as long as one post to every order takes, so the measured part sees a service whose
  * code has been compiled and that has written to its orders before (a fresh process has kept none
@@ -117,9 +125,18 @@ async function postToTheRest(f: Fixtures, next: () => number): Promise<number> {
 export async function fixedRate(
   f: Fixtures,
   a: Audience,
-  o: { perSec: number; seconds: number; onTick?: (x: number) => void; meter?: CpuMeter },
+  o: {
+    perSec: number;
+    seconds: number;
+    onTick?: (x: number) => void;
+    meter?: CpuMeter;
+    commitTimes?: (eventIds: string[]) => Promise<Map<string, number> | undefined>;
+  },
 ): Promise<
   Latency & {
+    basis: 'commit' | 'transactionStart';
+    recordedToReceipt: Latency;
+    commitToAnswer?: Latency;
     sendToReceipt: Latency;
     delivered: number;
     expected: number;
@@ -143,9 +160,16 @@ export async function fixedRate(
   o.meter?.end();
   const expected = r.sent * a.fanout;
   await settle(a.receipts, expected, 5_000);
+  const committed = await o.commitTimes?.([...r.answers.keys()]);
+  const fromRecorded = latency(a.receipts.fromRecorded);
+  const fromCommit = committed && latency(a.receipts.commitToReceipt(committed));
+  const commitToAnswer = committed && latency([...r.answers].flatMap(([id, at]) => (committed.has(id) ? [at - committed.get(id)!] : [])));
   // post: send to answer of each post, the part of a latency spent before the commit was known.
   return {
-    ...latency(a.receipts.fromRecorded),
+    ...(fromCommit ?? fromRecorded),
+    basis: fromCommit ? 'commit' : 'transactionStart',
+    recordedToReceipt: fromRecorded,
+    ...(commitToAnswer ? { commitToAnswer } : {}),
     sendToReceipt: latency(a.receipts.latencies),
     delivered: a.receipts.count,
     expected,

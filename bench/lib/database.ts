@@ -15,6 +15,11 @@ export interface BenchDatabase {
    * writes. Run before each measured phase, so that none inherits the dead rows of the one before.
    */
   vacuum(): Promise<void>;
+  /**
+   * When each of these events' transactions committed (ms since the epoch), from the commit
+   * timestamps Postgres keeps when `track_commit_timestamp` is on; undefined when it is off.
+   */
+  commitTimes(eventIds: string[]): Promise<Map<string, number> | undefined>;
   drop(): Promise<void>;
 }
 
@@ -36,6 +41,15 @@ export async function createBenchDatabase(serverUrl: string): Promise<BenchDatab
     version,
     async vacuum() {
       await sql`vacuum (analyze)`.execute(database.db);
+    },
+    async commitTimes(eventIds) {
+      const { rows: on } = await sql<{ on: string }>`select current_setting('track_commit_timestamp') as on`.execute(database.db);
+      if (on[0]!.on !== 'on') return undefined;
+      // Taken as the commit record is written, before its WAL flush: the flush counts against the figure.
+      const { rows } = await sql<{ id: string; ms: number }>`
+        select id::text as id, (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000)::float8 as ms
+        from events where id = any(${eventIds}::uuid[])`.execute(database.db);
+      return new Map(rows.filter((r) => r.ms !== null).map((r) => [r.id, r.ms]));
     },
     async drop() {
       await database.close().catch(() => undefined);

@@ -13,12 +13,18 @@ export class Receipts {
    * Postgres and this process read the same clock (one machine).
    */
   fromRecorded: number[] = [];
+  /**
+   * Each kept receipt's event id and time (the fixed rate's), matched after the run against the
+   * commit timestamps Postgres kept for them (`commitToReceipt`): the figure the issue names.
+   */
+  ids: string[] = [];
+  at: number[] = [];
   count = 0;
   recording = false;
   /** Whether fromRecorded is kept too (the fixed rate's; the held rates need only the send times). */
   fromTransaction = false;
 
-  take(text: unknown, recordedAt?: unknown) {
+  take(text: unknown, recordedAt?: unknown, id?: unknown) {
     this.count++;
     if (!this.recording) return;
     const now = nowMs();
@@ -27,11 +33,27 @@ export class Receipts {
     if (!this.fromTransaction) return;
     const recorded = typeof recordedAt === 'string' ? Date.parse(recordedAt) : NaN;
     if (Number.isFinite(recorded)) this.fromRecorded.push(now - recorded);
+    if (typeof id === 'string') {
+      this.ids.push(id);
+      this.at.push(now);
+    }
+  }
+
+  /** Commit → receipt of each kept receipt whose event's commit time `committed` has (ms, the same clock). */
+  commitToReceipt(committed: Map<string, number>): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.ids.length; i++) {
+      const c = committed.get(this.ids[i]!);
+      if (c !== undefined) out.push(this.at[i]! - c);
+    }
+    return out;
   }
 
   reset(recording: boolean, fromTransaction = false) {
     this.latencies = [];
     this.fromRecorded = [];
+    this.ids = [];
+    this.at = [];
     this.count = 0;
     this.recording = recording;
     this.fromTransaction = fromTransaction;
