@@ -237,7 +237,13 @@ async function assemble(app: App, opts: AppOptions, undo: Array<() => unknown>) 
   undo.push(() => registry.stop());
   app.decorate('notifier', notifier);
   app.decorate('hub', hub);
-  app.metrics.observeStreams(() => ({ subscriptions: hub.subscriptions, read: hub.read, delivered: hub.delivered, connections: registry.size }));
+  app.metrics.observeStreams(() => ({
+    subscriptions: hub.subscriptions,
+    read: hub.read,
+    delivered: hub.delivered,
+    connections: registry.size,
+    reads: hub.reads,
+  }));
   // Open streams per caller, sockets and SSE together; refused with 429 once at the limit.
   const streams = new ConnectionLimiter(config.STREAM_MAX_CONNECTIONS_PER_CALLER);
   app.addHook('onRequest', async (req, reply) => {

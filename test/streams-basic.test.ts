@@ -106,6 +106,25 @@ describe('telling the other instances', () => {
   }, 60_000);
 });
 
+describe("the tail's read behind the commit", () => {
+  // On a real Postgres the tail's read of what an append committed goes in the same write as
+  // the COMMIT, on the same connection (db/flight.ts Rider): its rows come back with the commit,
+  // with no round trip and no backend woken for a read of its own.
+  it.skipIf(!ON_REAL_POSTGRES)('reads each post behind its commit, and delivers every event once, in order', async () => {
+    const order = await w.createOrder();
+    const { socket, events } = await open({ token: (w.customerA.api as any).credentials.token });
+    expect((await subscribe(socket, `order:${order.id}`)).ok).toBe(true);
+    const behind = await metric('orderstream_stream_tail_reads{way="behind_commit"}', true);
+    const notes = ['one', 'two', 'three', 'four', 'five'];
+    for (const text of notes) await w.post(w.fab.api, order.id, { type: 'note', text });
+    await until(() => events.filter((e) => e.seq > 1).length === notes.length);
+    expect(events.filter((e) => e.seq > 1).map((e) => e.seq), 'each once, in order').toEqual([2, 3, 4, 5, 6]);
+    // A post finds the tail busy only while a read of its own (the poll, a retry) is out.
+    expect(await metric('orderstream_stream_tail_reads{way="behind_commit"}'), 'reads behind a commit').toBeGreaterThanOrEqual(behind + 3);
+    socket.disconnect();
+  }, 60_000);
+});
+
 describe('socket streams', () => {
   it('delivers live events of a subscribed order, in seq order, then replays after a cursor', async () => {
     const order = await w.createOrder();

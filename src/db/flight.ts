@@ -11,8 +11,25 @@ import type { Database } from './database.js';
  * instead of six. On the embedded database they run one after the other, as any transaction.
  */
 export interface Flight {
-  /** Runs the statements in order; the rows of each. `commit` ends the transaction with them. */
-  run(queries: CompiledQuery[], opts?: { commit?: boolean }): Promise<Array<Array<Record<string, unknown>>>>;
+  /**
+   * Runs the statements in order; the rows of each. `commit` ends the transaction with them, and
+   * `then` goes right behind the commit (see Rider).
+   */
+  run(queries: CompiledQuery[], opts?: { commit?: boolean; then?: Rider }): Promise<Array<Array<Record<string, unknown>>>>;
+}
+
+/**
+ * A read sent in the same write as a transaction's COMMIT, on the same connection, and run by
+ * Postgres right after it: it sees what the transaction committed, with no round trip and no
+ * wake-up of a backend of its own (the stream tail's read of what was just appended). It runs
+ * whether the transaction committed or not, and its rows go to `take` without holding up the
+ * transaction's caller; `drop` is called instead when it could not run (the embedded database,
+ * a connection lost).
+ */
+export interface Rider {
+  query: CompiledQuery;
+  take(rows: Array<Record<string, unknown>>): void;
+  drop(): void;
 }
 
 // Statements whose text never changes, by text: their name on every connection that prepared them.
@@ -67,7 +84,8 @@ export function writeTransactions(database: Database): WriteTransaction {
     return (fn) =>
       database.db.transaction().execute((tx) =>
         fn({
-          async run(queries) {
+          async run(queries, opts) {
+            opts?.then?.drop(); // one statement at a time, inside Kysely's transaction: nothing can follow its commit
             const out: Array<Array<Record<string, unknown>>> = [];
             for (const q of queries) out.push((await tx.executeQuery(q)).rows as Array<Record<string, unknown>>);
             return out;
@@ -80,10 +98,12 @@ export function writeTransactions(database: Database): WriteTransaction {
     let begun = false;
     let ended = false;
     let broken = false;
+    let riding: Promise<unknown> | undefined;
     const flight: Flight = {
       async run(queries, opts) {
         if (!begun && !queries.length) {
           if (opts?.commit) ended = true; // nothing was ever sent: nothing to commit
+          opts?.then?.drop();
           return [];
         }
         // Sent at once, before any answer is awaited: the client is in pipeline mode.
@@ -94,6 +114,7 @@ export function writeTransactions(database: Database): WriteTransaction {
         const socket = (client as unknown as { connection?: { stream?: Partial<Pick<Socket, 'cork' | 'uncork'>> } }).connection
           ?.stream;
         socket?.cork?.();
+        let rider = opts?.then;
         try {
           if (!begun) sent.push(clientQuery(client, 'begin'));
           begun = true;
@@ -102,9 +123,18 @@ export function writeTransactions(database: Database): WriteTransaction {
           if (opts?.commit) {
             sent.push(clientQuery(client, 'commit'));
             ended = true; // a commit behind a failed statement rolls back: either way the transaction is over
+            if (rider) {
+              const { query: q, take, drop } = rider;
+              rider = undefined;
+              riding = clientQuery(client, { name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] }).then(
+                (r) => take(r.rows),
+                () => drop(),
+              );
+            }
           }
         } finally {
           socket?.uncork?.();
+          rider?.drop(); // not sent (no commit here, or a throw before it): the tail reads as usual
         }
         const settled = await Promise.allSettled(sent);
         const failed = settled.find((s) => s.status === 'rejected');
@@ -122,7 +152,10 @@ export function writeTransactions(database: Database): WriteTransaction {
       if (begun && !ended) await clientQuery(client, 'rollback').catch(() => (broken = true));
       throw err;
     } finally {
-      client.release(broken || undefined);
+      // The connection goes back to the pool once the read behind the commit has its rows.
+      const release = () => client.release(broken || undefined);
+      if (riding) void riding.then(release, release);
+      else release();
     }
   };
 }

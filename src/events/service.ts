@@ -162,7 +162,7 @@ export async function appendItems(w: Writer, items: AppendItem[], observer?: App
   }
   const { committed } = written;
   results = written.results;
-  if (written.appended) w.announcement?.committed();
+  if (written.appended) w.announcement?.committed(written.rode);
 
   for (const view of committed) w.orders?.put(view);
   for (const [i, first] of sameKeyAs) {
@@ -200,6 +200,8 @@ interface Written {
   results: Array<AppendResult | undefined>;
   committed: WriteView[];
   appended: boolean;
+  /** Whether the stream tail's read went behind the commit (streams/notifier.ts Announcement.ride). */
+  rode: boolean;
 }
 
 /**
@@ -218,15 +220,18 @@ async function appendKept(
 ): Promise<Written> {
   const judged = judge(j, candidates, kept, results);
   const orderIds = candidates.map((i) => j.items[i]!.orderId);
+  const { append, release } = judged;
+  let rode = false;
   await w.transaction(async (flight) => {
-    const { append, release } = judged;
+    const then = append ? w.announcement?.ride() : undefined;
+    rode = Boolean(then);
     const answers = await flight.run(
       [lockOrdersQuery(w.db, orderIds)!, claimIfKeptQuery(w.db, claims, kept), ...(append ? [append, ...announce(w)] : []), ...release],
-      { commit: true },
+      { commit: true, then },
     );
     attachEvents(results, candidates, judged.events, append ? answers[2]! : []);
   });
-  return { results, committed: judged.committed, appended: Boolean(judged.append) };
+  return { results, committed: judged.committed, appended: Boolean(append), rode };
 }
 
 /** The NOTIFY a transaction that appends carries, on a real Postgres. */
@@ -247,6 +252,7 @@ async function appendLoaded(
   const db = w.db;
   let committed: WriteView[] = [];
   let appended = false;
+  let rode = false;
   await w.transaction(async (flight) => {
     const orderIds = candidates.map((i) => j.items[i]!.orderId);
     const kept: KeptOrders = new Map();
@@ -275,8 +281,11 @@ async function appendLoaded(
     // back, the replays' events.
     const { append, release } = judged;
     const replayed = eventsByIdQuery(db, [...replays.values()]);
+    const then = append ? w.announcement?.ride() : undefined;
+    rode = Boolean(then);
     const answers = await flight.run([...(append ? [append, ...announce(w)] : []), ...release, ...(replayed ? [replayed] : [])], {
       commit: true,
+      then,
     });
     attachEvents(results, pending, judged.events, append ? answers[0]! : []);
     const replayedById = new Map(eventsOf(replayed ? answers.at(-1)! : []).map((e) => [e.id, e]));
@@ -287,5 +296,5 @@ async function appendLoaded(
     committed = judged.committed;
     appended = Boolean(append);
   });
-  return { results, committed, appended };
+  return { results, committed, appended, rode };
 }

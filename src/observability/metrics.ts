@@ -1,6 +1,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Database } from '../db/database.js';
 
+/** How the stream tail read the log: sent behind an append's commit (streams/hub.ts ride), or on its own. */
+export type TailRead = 'behind_commit' | 'alone';
+
 /** The service's Prometheus metrics, on a registry of its own (several apps may share a process). */
 export function createMetrics(database: Database) {
   const registry = new Registry();
@@ -56,11 +59,12 @@ export function createMetrics(database: Database) {
     });
   }
   // Stream figures are read from the hub when scraped: nothing to update on the hot path.
-  let streams: () => { subscriptions: number; read: number; delivered: number; connections: number } = () => ({
+  let streams: () => { subscriptions: number; read: number; delivered: number; connections: number; reads: Record<TailRead, number> } = () => ({
     subscriptions: 0,
     read: 0,
     delivered: 0,
     connections: 0,
+    reads: { behind_commit: 0, alone: 0 },
   });
   const gauge = (name: string, help: string, pick: (s: ReturnType<typeof streams>) => number) =>
     new Gauge({
@@ -74,6 +78,15 @@ export function createMetrics(database: Database) {
   gauge('orderstream_stream_subscriptions', 'Open stream subscriptions on this instance (socket topics and SSE)', (s) => s.subscriptions);
   gauge('orderstream_stream_events_read', 'Events read from the log by this instance since start (a counter)', (s) => s.read);
   gauge('orderstream_stream_events_delivered', 'Event deliveries to subscribers by this instance since start (a counter)', (s) => s.delivered);
+  new Gauge({
+    name: 'orderstream_stream_tail_reads',
+    help: "The tail's reads of the log since start (a counter), by way: behind an append's commit on its connection, or alone",
+    labelNames: ['way'] as const,
+    registers: [registry],
+    collect() {
+      for (const [way, n] of Object.entries(streams().reads)) this.set({ way }, n);
+    },
+  });
   gauge('orderstream_stream_factory_connections', 'Open sockets and SSE streams opened with a factory key', (s) => s.connections);
   const observeStreams = (fn: typeof streams) => {
     streams = fn;

@@ -1,11 +1,12 @@
 import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import type { DB } from '../db/schema.js';
-import type { Run } from '../db/flight.js';
+import { prepared, type Rider, type Run } from '../db/flight.js';
 import { decodeCursor, type Position } from '../events/cursor.js';
 import { ProblemError } from '../http/problems.js';
 import type { StreamedEvent } from './protocol.js';
-import { cursorOf, positionOf, readHead, readLog } from './log-reader.js';
+import { cursorOf, pageOf, positionOf, readHead, readLog, readLogQuery } from './log-reader.js';
+import type { TailRead } from '../observability/metrics.js';
 import type { Notifier } from './notifier.js';
 import { inTopic, topicName, visibleTo, type StreamEvent, type Topic } from './topics.js';
 
@@ -84,6 +85,8 @@ export class StreamHub {
   /** Events read by the tail since start, for metrics and benchmarks. */
   delivered = 0;
   read = 0;
+  /** The tail's reads since start: behind an append's commit (ride), or alone. */
+  reads: Record<TailRead, number> = { behind_commit: 0, alone: 0 };
 
   /** Set by a transport whose sinks are `shared` (the socket server). */
   broadcast: Broadcaster | undefined;
@@ -104,6 +107,7 @@ export class StreamHub {
    */
   async start(): Promise<void> {
     this.notifier.on('events', () => this.wake());
+    this.notifier.carryTail(() => this.ride());
     this.timer = setInterval(() => this.wake(), this.opts.pollMs);
     this.timer.unref();
     await this.findHead().catch((err) => {
@@ -141,7 +145,31 @@ export class StreamHub {
       return;
     }
     this.running = true;
-    void this.drain()
+    this.finish(this.drain());
+  }
+
+  /**
+   * The tail's next read, for a writer to send right behind its commit (db/flight.ts Rider): the
+   * rows come back with the commit, a round trip sooner than a read sent once the commit is
+   * known, and the read is this run of the tail. Only when the tail is free and has subscribers
+   * (it runs one read at a time); otherwise the writer's commit wakes it as before.
+   */
+  private ride(): Rider | undefined {
+    if (this.stopped || !this.ready || this.running || this.idle || !this.byTopic.size) return undefined;
+    this.running = true;
+    return {
+      query: prepared(readLogQuery(this.db, { after: this.position, limit: this.opts.batchSize })),
+      take: (rows) => this.finish(this.drain(rows)),
+      drop: () => {
+        this.again = true; // read as usual, then
+        this.finish(Promise.resolve());
+      },
+    };
+  }
+
+  /** Ends a run of the tail: errors retried with backoff, a wake-up that came meanwhile served. */
+  private finish(run: Promise<void>) {
+    void run
       .catch((err) => {
         this.onError(err);
         this.scheduleRetry(); // the database may be away: keep trying, with backoff
@@ -155,12 +183,15 @@ export class StreamHub {
       });
   }
 
-  private async drain(): Promise<void> {
+  /** Reads everything below the horizon after the tail's position; `first`: the rows of its first read, read already. */
+  private async drain(first?: Array<Record<string, unknown>>): Promise<void> {
     if (!this.ready) return this.findHead();
     let progressed = false;
     let heldBack: boolean | undefined;
     for (;;) {
-      const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize }, this.run);
+      const batch = first ? pageOf(first) : await readLog(this.db, { after: this.position, limit: this.opts.batchSize }, this.run);
+      this.reads[first ? 'behind_commit' : 'alone']++;
+      first = undefined;
       for (const e of batch) this.dispatch(e);
       if (batch.length) {
         const last = positionOf(batch.at(-1)!);

@@ -94,9 +94,14 @@ type LogRow = EventSelection & { customer_id: string; factory_ids: string[]; hel
 
 /** `run` runs the statement (the tail's: prepared, see db/flight.ts); Kysely's by default. */
 export async function readLog(db: Kysely<DB>, o: ReadOptions, run?: Run): Promise<LogPage> {
+  return pageOf(await rowsOf<LogRow>(db, readLogQuery(db, o), run));
+}
+
+/** The statement of a read of the log, for a caller that runs it itself (the tail, behind a commit). */
+export function readLogQuery(db: Kysely<DB>, o: ReadOptions): CompiledQuery {
   const t = o.topic;
   const p = o.principal;
-  const query = readLogStatement(
+  return readLogStatement(
     db,
     { after: o.after !== undefined, upTo: o.upTo !== undefined, topic: t?.kind, role: p?.role, routing: o.routing !== false },
     {
@@ -110,9 +115,12 @@ export async function readLog(db: Kysely<DB>, o: ReadOptions, run?: Run): Promis
       limit: o.limit,
     },
   );
-  const rows = await rowsOf<LogRow>(db, query, run);
-  const page: LogPage = rows.map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
-  if (rows.length) page.heldBack = rows[0]!.held;
+}
+
+/** The rows of readLogQuery as a page. */
+export function pageOf(rows: unknown[]): LogPage {
+  const page: LogPage = (rows as LogRow[]).map((r) => ({ event: toEvent(r), customerId: r.customer_id, factoryIds: r.factory_ids }));
+  if (rows.length) page.heldBack = (rows[0] as LogRow).held;
   return page;
 }
 

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Database } from '../db/database.js';
-import { prepared } from '../db/flight.js';
+import { prepared, type Rider } from '../db/flight.js';
 
 /** The channel every instance listens on: `e` = events appended, `r:<keyId>` = API key revoked. */
 export const CHANNEL = 'orderstream';
@@ -16,7 +16,13 @@ export const CHANNEL = 'orderstream';
  */
 export interface Announcement {
   query?: CompiledQuery;
-  committed(): void;
+  /**
+   * This instance's tail's next read, to send right behind the commit (db/flight.ts Rider), when
+   * there is a real Postgres and the tail is free to take it; undefined otherwise.
+   */
+  ride(): Rider | undefined;
+  /** After the commit; `rode`: the tail's read went behind it, so the tail need not be woken. */
+  committed(rode: boolean): void;
 }
 
 /** How the other instances were told of appended events: a NOTIFY of its own, or inside the append's transaction. */
@@ -27,6 +33,8 @@ export interface Notifier {
   eventsAppended(): void;
   /** For writers that append in a transaction of their own, instead of eventsAppended(). */
   readonly announcement: Announcement;
+  /** Where the announcement's rides come from: this instance's tail (streams/hub.ts). */
+  carryTail(next: () => Rider | undefined): void;
   /** Called after a key was revoked: every instance closes that key's sockets and streams. */
   keyRevoked(keyId: string): void;
   /** Whether this instance hears every other instance now (always, on the embedded database). */
@@ -119,11 +127,13 @@ export async function createNotifier(
   await listen();
 
   const query = pool ? prepared(CompiledQuery.raw('select pg_notify($1, $2)', [CHANNEL, self])) : undefined;
+  let tail: (() => Rider | undefined) | undefined;
   const announcement: Announcement = {
     query,
-    committed() {
+    ride: () => (query ? tail?.() : undefined),
+    committed(rode) {
       if (query) counted('carried');
-      local.emit('events');
+      if (!rode) local.emit('events');
     },
   };
 
@@ -133,6 +143,9 @@ export async function createNotifier(
       flushEvents();
     },
     announcement,
+    carryTail(next) {
+      tail = next;
+    },
     listening: () => !pool || (listener !== undefined && !closed),
     keyRevoked(keyId) {
       local.emit('revoked', keyId);
