@@ -5,7 +5,7 @@ import { prepared, type Rider, type Run } from '../db/flight.js';
 import { decodeCursor, type Position } from '../events/cursor.js';
 import { ProblemError } from '../http/problems.js';
 import type { StreamedEvent } from './protocol.js';
-import { cursorOf, pageOf, positionOf, readHead, readLog, readLogQuery } from './log-reader.js';
+import { cursorOf, pageOf, positionOf, readHead, readLog, readLogQuery, type LogPage } from './log-reader.js';
 import type { TailRead } from '../observability/metrics.js';
 import type { Notifier } from './notifier.js';
 import { inTopic, topicName, visibleTo, type StreamEvent, type Topic } from './topics.js';
@@ -145,31 +145,7 @@ export class StreamHub {
       return;
     }
     this.running = true;
-    this.finish(this.drain());
-  }
-
-  /**
-   * The tail's next read, for a writer to send right behind its commit (db/flight.ts Rider): the
-   * rows come back with the commit, a round trip sooner than a read sent once the commit is
-   * known, and the read is this run of the tail. Only when the tail is free and has subscribers
-   * (it runs one read at a time); otherwise the writer's commit wakes it as before.
-   */
-  private ride(): Rider | undefined {
-    if (this.stopped || !this.ready || this.running || this.idle || !this.byTopic.size) return undefined;
-    this.running = true;
-    return {
-      query: prepared(readLogQuery(this.db, { after: this.position, limit: this.opts.batchSize })),
-      take: (rows) => this.finish(this.drain(rows)),
-      drop: () => {
-        this.again = true; // read as usual, then
-        this.finish(Promise.resolve());
-      },
-    };
-  }
-
-  /** Ends a run of the tail: errors retried with backoff, a wake-up that came meanwhile served. */
-  private finish(run: Promise<void>) {
-    void run
+    void this.drain()
       .catch((err) => {
         this.onError(err);
         this.scheduleRetry(); // the database may be away: keep trying, with backoff
@@ -183,22 +159,43 @@ export class StreamHub {
       });
   }
 
-  /** Reads everything below the horizon after the tail's position; `first`: the rows of its first read, read already. */
-  private async drain(first?: Array<Record<string, unknown>>): Promise<void> {
+  /**
+   * The tail's next read, for a writer to send right behind its commit (db/flight.ts Rider): its
+   * rows come back with the commit, a round trip sooner than a read sent once the commit is
+   * known. It may overlap a read of the tail's own: every read of the log is a prefix, in cursor
+   * order, of what lies after its start below its horizon, and nothing is sent to a subscriber at
+   * or before its last cursor, so pages dispatched in either order deliver each event once, in
+   * order (test/streams-resume.test.ts races writers against subscribers across instances).
+   */
+  private ride(): Rider | undefined {
+    if (this.stopped || !this.ready || this.idle || !this.byTopic.size) return undefined;
+    return {
+      query: prepared(readLogQuery(this.db, { after: this.position, limit: this.opts.batchSize })),
+      take: (rows) => {
+        try {
+          const page = pageOf(rows);
+          this.reads.behind_commit++;
+          this.deliver(page);
+          // Empty (held back behind an older transaction) or full: the tail takes it from here.
+          if (!page.length || page.length >= this.opts.batchSize) this.wake();
+          else if (page.heldBack) this.scheduleRetry();
+        } catch (err) {
+          this.onError(err);
+          this.wake();
+        }
+      },
+      drop: () => this.wake(),
+    };
+  }
+
+  /** Reads everything below the horizon after the tail's position, a page at a time. */
+  private async drain(): Promise<void> {
     if (!this.ready) return this.findHead();
-    let progressed = false;
     let heldBack: boolean | undefined;
     for (;;) {
-      const batch = first ? pageOf(first) : await readLog(this.db, { after: this.position, limit: this.opts.batchSize }, this.run);
-      this.reads[first ? 'behind_commit' : 'alone']++;
-      first = undefined;
-      for (const e of batch) this.dispatch(e);
-      if (batch.length) {
-        const last = positionOf(batch.at(-1)!);
-        if (cursorOf(last) > this.cursor) this.position = last; // never behind where leaveIdle moved it
-        this.read += batch.length;
-        progressed = true;
-      }
+      const batch = await readLog(this.db, { after: this.position, limit: this.opts.batchSize }, this.run);
+      this.reads.alone++;
+      this.deliver(batch);
       heldBack = batch.heldBack;
       if (batch.length < this.opts.batchSize) break;
     }
@@ -206,13 +203,20 @@ export class StreamHub {
     // will not notify, if it aborts or appends nothing): look again soon rather than at the poll.
     // The wait grows only while nothing moves, so a busy log is read again within milliseconds.
     heldBack ??= (await readHead(this.db, this.run)).heldBack;
-    if (progressed) {
-      this.retryDelay = 0;
-      clearTimeout(this.retry); // a long wait scheduled while the log stood still
-      this.retry = undefined;
-    }
     if (heldBack) this.scheduleRetry();
     else this.retryDelay = 0;
+  }
+
+  /** Dispatches a page of the log and moves the tail's position past it. */
+  private deliver(page: LogPage) {
+    for (const e of page) this.dispatch(e);
+    if (!page.length) return;
+    const last = positionOf(page.at(-1)!);
+    if (cursorOf(last) > this.cursor) this.position = last; // never behind where leaveIdle or another read moved it
+    this.read += page.length;
+    this.retryDelay = 0;
+    clearTimeout(this.retry); // a long wait scheduled while the log stood still
+    this.retry = undefined;
   }
 
   private scheduleRetry() {
@@ -242,6 +246,9 @@ export class StreamHub {
   private offer(sub: Subscription, e: StreamEvent, together: string[]) {
     if (sub.closed || !visibleTo(sub.principal, e) || !inTopic(sub.topic, e)) return;
     if (!sub.live) {
+      // Two reads of the tail may overlap (ride): what a page repeats of the one before is not kept twice.
+      const newest = sub.buffer.at(-1);
+      if (newest && e.event.cursor <= newest.event.cursor) return;
       sub.buffer.push(e);
       if (sub.buffer.length > this.opts.maxReplayBuffer) this.drop(sub, 'slow consumer: too far behind while catching up; resume with the last cursor');
       return;
