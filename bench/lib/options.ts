@@ -83,7 +83,7 @@ export function parseOptions(argv: string[]): Options | undefined {
   if (!Number.isSafeInteger(seed)) throw new Error('--seed must be an integer');
   const scale: Scale = quick
     ? { quick, worldSize, orders: world.orders, concurrency: 8, seconds: 5, batchSize: 100, batchConcurrency: 4, sockets: 200, memorySockets: 1000, memorySettleMs: 1000, customers: 20, e2eRate: 200, holdSeconds: 2, ladder: [5_000, 10_000, 20_000, 40_000, 80_000], resumeEvents: 10_000, queryRuns: 50 }
-    : { quick, worldSize, orders: world.orders, concurrency: 8, seconds: 15, batchSize: 100, batchConcurrency: 4, sockets: 1000, memorySockets: 2000, memorySettleMs: 2000, customers: 100, e2eRate: 1000, holdSeconds: 10, ladder: [5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 90_000, 100_000, 125_000, 150_000], resumeEvents: 10_000, queryRuns: 200 };
+    : { quick, worldSize, orders: world.orders, concurrency: 8, seconds: 15, batchSize: 100, batchConcurrency: 4, sockets: 1000, memorySockets: 2000, memorySettleMs: 2000, customers: 100, e2eRate: 1000, holdSeconds: 10, ladder: [5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 90_000, 100_000, 110_000, 120_000, 130_000, 140_000, 150_000], resumeEvents: 10_000, queryRuns: 200 };
   const only = new Set((values.only ?? MEASUREMENTS.join(',')).split(',').map((x) => x.trim()) as Measurement[]);
   for (const m of only) if (!MEASUREMENTS.includes(m)) throw new Error(`--only takes ${MEASUREMENTS.join(', ')}`);
   return {
