@@ -91,6 +91,9 @@ export const emptyResult = (machine: Machine, scale: Scale): BenchResult => ({
 const n = (x: number | null) =>
   x === null ? '-' : Number.isInteger(x) ? x.toLocaleString('en-US') : x.toLocaleString('en-US', { maximumFractionDigits: 2 });
 
+/** A ratio to its ceiling, to the thousandth: rounded to two places, 0.796 would print as 0.8, on a target of 0.80. */
+const r3 = (x: number | null) => (x === null ? '-' : x.toFixed(3));
+
 export const cpuText = (c?: CpuPerEvent) =>
   c ? [c.service, c.postgres, c.client].map((x) => (x === null ? '-' : x.toFixed(3))).join(' / ') : '';
 
@@ -99,11 +102,11 @@ export function table(r: BenchResult): string {
   const rows: string[][] = [['figure', 'value', 'ceiling (same run)', 'ratio', 'target']];
   if (r.ingest) {
     const s = r.ingest.single;
-    rows.push(['ingest.single events/s', n(s.eventsPerSec), n(s.ceilingEventsPerSec), n(s.ratio), TARGETS.single]);
+    rows.push(['ingest.single events/s', n(s.eventsPerSec), n(s.ceilingEventsPerSec), r3(s.ratio), TARGETS.single]);
     rows.push(['ingest.single p50 / p99 ms', `${n(s.p50Ms)} / ${n(s.p99Ms)}`, '', '', '']);
     rows.push(['ingest.single CPU ms/event svc / pg / bench', cpuText(s.cpuMsPerEvent), cpuText(s.ceilingCpuMsPerEvent), '', '']);
     const b = r.ingest.batch;
-    rows.push(['ingest.batch events/s', n(b.eventsPerSec), n(b.ceilingEventsPerSec), n(b.ratio), TARGETS.batch]);
+    rows.push(['ingest.batch events/s', n(b.eventsPerSec), n(b.ceilingEventsPerSec), r3(b.ratio), TARGETS.batch]);
     rows.push(['ingest.batch CPU ms/event svc / pg / bench', cpuText(b.cpuMsPerEvent), cpuText(b.ceilingCpuMsPerEvent), '', '']);
   }
   const e = r.e2e;
@@ -121,7 +124,7 @@ export function table(r: BenchResult): string {
       span('recorded→receipt', e.recordedToReceipt);
     }
     span('from the send', e.sendToReceipt);
-    rows.push(['e2e deliveries/s held', n(e.heldDeliveriesPerSec), n(e.ceilingDeliveriesPerSec), n(e.ratio), '']);
+    rows.push(['e2e deliveries/s held', n(e.heldDeliveriesPerSec), n(e.ceilingDeliveriesPerSec), r3(e.ratio), '']);
   }
   if (r.resume) rows.push([`resume ${n(r.resume.events)} events ms`, n(r.resume.ms), '', '', TARGETS.resume]);
   const m = r.memory;
