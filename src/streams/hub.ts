@@ -78,6 +78,8 @@ export class StreamHub {
    * its own commits. The first subscription after moves the tail to the head (leaveIdle).
    */
   private idle = false;
+  /** The last page read was full: more of the log waits to be read. */
+  private behind = false;
   /** The move of leaveIdle in progress, shared by the subscriptions that wait for it. */
   private leaving: Promise<void> | undefined;
   /** Whether the tail knows where the log ends; until then no stream can start. */
@@ -168,7 +170,8 @@ export class StreamHub {
    * order (test/streams-resume.test.ts races writers against subscribers across instances).
    */
   private ride(): Rider | undefined {
-    if (this.stopped || !this.ready || this.idle || !this.byTopic.size) return undefined;
+    // While the tail works through a backlog a page at a time, a ride would read its current page again.
+    if (this.stopped || !this.ready || this.idle || this.behind || !this.byTopic.size) return undefined;
     return {
       query: prepared(readLogQuery(this.db, { after: this.position, limit: this.opts.batchSize })),
       take: (rows) => {
@@ -209,6 +212,7 @@ export class StreamHub {
 
   /** Dispatches a page of the log and moves the tail's position past it. */
   private deliver(page: LogPage) {
+    this.behind = page.length >= this.opts.batchSize;
     for (const e of page) this.dispatch(e);
     if (!page.length) return;
     const last = positionOf(page.at(-1)!);
