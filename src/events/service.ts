@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
 import { principalId, type Principal } from '../auth/principal.js';
-import type { WriteTransaction } from '../db/flight.js';
+import type { Rider, WriteTransaction } from '../db/flight.js';
 import type { DB } from '../db/schema.js';
 import { forbidden, idempotencyMismatch, problem, ProblemError, validationProblem, type Problem } from '../http/problems.js';
 import { requestHash, type ClaimOutcome } from '../idempotency/store.js';
@@ -223,19 +223,26 @@ async function appendKept(
   const { append, release } = judged;
   let rode = false;
   await w.transaction(async (flight) => {
-    const then = append ? w.announcement?.ride() : undefined;
+    const { statements, then } = announced(w, append);
     rode = Boolean(then);
-    const answers = await flight.run(
-      [lockOrdersQuery(w.db, orderIds)!, claimIfKeptQuery(w.db, claims, kept), ...(append ? [append, ...announce(w)] : []), ...release],
-      { commit: true, then },
-    );
+    const answers = await flight.run([lockOrdersQuery(w.db, orderIds)!, claimIfKeptQuery(w.db, claims, kept), ...statements, ...release], {
+      commit: true,
+      then,
+    });
     attachEvents(results, candidates, judged.events, append ? answers[2]! : []);
   });
   return { results, committed: judged.committed, appended: Boolean(append), rode };
 }
 
-/** The NOTIFY a transaction that appends carries, on a real Postgres. */
-const announce = (w: Writer) => (w.announcement?.query ? [w.announcement.query] : []);
+/**
+ * An append with what announces it, on a real Postgres: the NOTIFY its transaction carries, and
+ * the stream tail's read to send behind its commit (streams/notifier.ts). Nothing without an append.
+ */
+function announced(w: Writer, append: CompiledQuery | undefined): { statements: CompiledQuery[]; then?: Rider } {
+  if (!append) return { statements: [] };
+  const notify = w.announcement?.query;
+  return { statements: notify ? [append, notify] : [append], then: w.announcement?.ride() };
+}
 
 /**
  * The long way: the locks, then the claims and the orders in one statement (orders this instance
@@ -281,9 +288,9 @@ async function appendLoaded(
     // back, the replays' events.
     const { append, release } = judged;
     const replayed = eventsByIdQuery(db, [...replays.values()]);
-    const then = append ? w.announcement?.ride() : undefined;
+    const { statements, then } = announced(w, append);
     rode = Boolean(then);
-    const answers = await flight.run([...(append ? [append, ...announce(w)] : []), ...release, ...(replayed ? [replayed] : [])], {
+    const answers = await flight.run([...statements, ...release, ...(replayed ? [replayed] : [])], {
       commit: true,
       then,
     });
