@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { listHeads, listPage, pageJson } from '../src/orders/list.js';
 import { listOrdersQuery, orderSchema, stepSchema } from '../src/orders/schemas.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { ON_REAL_POSTGRES } from './helpers/env.js';
 import { createWorld, type World } from './helpers/world.js';
 
 // GET /v1/orders and GET /v1/orders.csv: every filter returns exactly the orders it should, the
@@ -646,8 +647,8 @@ describe('a column added while the service runs (a rolling deploy)', () => {
   // Lists and their steps run as prepared statements on a real Postgres (orders/list.ts): a column
   // added under them makes Postgres refuse the `select *` a connection kept. They must go on
   // answering, before, during and after.
-  it('lists go on answering, with the same orders', async () => {
-    const query = 'sort=promisedAt';
+  // Planned for their values (by promise date), and with their generic plan (the late list, worst first).
+  it.each(['sort=promisedAt', 'late=true&sort=-lateness'])('lists go on answering, with the same orders (%s)', async (query) => {
     const before = (await list(query)).map((o) => o.id);
     for (let i = 0; i < 3; i++) await list(query); // every connection the pool reuses has prepared them
     await sql`alter table order_steps add column deploy_probe int`.execute(t.database.db);
@@ -659,5 +660,31 @@ describe('a column added while the service runs (a rolling deploy)', () => {
       await sql`alter table orders drop column deploy_probe`.execute(t.database.db);
     }
     expect((await list(query)).map((o) => o.id)).toEqual(before);
+  });
+});
+
+describe.runIf(ON_REAL_POSTGRES)('which connections a list runs on (real Postgres)', () => {
+  // The merged listings without a value to narrow them run on connections that always use the
+  // generic plan (orders/list.ts valueScoped; query-plans.test.ts checks those plans); the rest
+  // on the query pool, planned for their values.
+  const fixedPlanConnections = async (app: TestApp) => {
+    const m = await app.api.get('/metrics');
+    return Number(/orderstream_db_pool_connections\{pool="fixed_plans",state="total"\} (\d+)/.exec(m.text)?.[1]);
+  };
+
+  it("a customer's late list and ops' list by promise date open none of the fixed-plan connections; ops' late list does", async () => {
+    const fresh = await startTestApp({ ALERTS_INTERVAL_MS: '3600000' });
+    try {
+      const mine = fresh.api.as(await fresh.token({ role: 'customer', customerId: w.customerA.id }));
+      const ops = fresh.api.as(await fresh.token({ role: 'ops' }));
+      expect((await mine.get('/v1/orders?late=true&sort=-lateness')).status).toBe(200);
+      expect((await ops.get('/v1/orders?sort=promisedAt')).status).toBe(200);
+      expect(await fixedPlanConnections(fresh)).toBe(0);
+      expect((await ops.get('/v1/orders?late=true&sort=-lateness')).status).toBe(200);
+      expect(await fixedPlanConnections(fresh)).toBe(1);
+    } finally {
+      await fresh.close();
+    }
+    expect(await fixedPlanConnections(t)).toBeGreaterThanOrEqual(1); // this file's late lists above
   });
 });

@@ -55,6 +55,27 @@ describe.skipIf(skipWithoutRealPostgres() || skipWithoutPostgresBinaries())(
       return nodes(r.rows[0]!['QUERY PLAN'][0]!.Plan);
     }
 
+    /**
+     * The generic plan a JSON page of the listing runs with, if the listing is one whose plan its
+     * design fixes (listing.fixedPlan: it runs on connections that always use the generic plan);
+     * undefined for the others, which Postgres plans for their values.
+     */
+    async function genericPlan(principal: Principal, query: Record<string, string>): Promise<Plan[] | undefined> {
+      const listing = listQuery(database.db, principal, listOrdersQuery.parse(query), new Date());
+      if (!listing.fixedPlan) return undefined;
+      const compiled = pageQuery(database.db, listing).compile();
+      const client = await database.pool!.connect();
+      try {
+        await client.query('set plan_cache_mode = force_generic_plan');
+        await client.query({ name: 'generic_list', text: compiled.sql, values: [...compiled.parameters] });
+        const literal = (v: unknown) => client.escapeLiteral(v instanceof Date ? v.toISOString() : String(v));
+        const r = await client.query(`explain (format json) execute generic_list(${compiled.parameters.map(literal).join(', ')})`);
+        return nodes(r.rows[0]['QUERY PLAN'][0].Plan);
+      } finally {
+        client.release(true); // its prepared statement and setting go with it
+      }
+    }
+
     const cases: Array<[string, Principal | 'customer', Record<string, string>, string]> = [
       [
         'late list, worst first',
@@ -94,6 +115,39 @@ describe.skipIf(skipWithoutRealPostgres() || skipWithoutPostgresBinaries())(
         plan1.some((n) => (n['Index Name'] ?? '').startsWith(index)),
         JSON.stringify(plan1),
       ).toBe(true);
+    });
+
+    it.each(cases)(
+      '%s: with its generic plan too, if it runs with one, an index and no scan of every order',
+      async (_name, who, query, index) => {
+        const principal: Principal =
+          who === 'customer' ? { role: 'customer', sub: 'c', customerId, expiresAt: new Date(Date.now() + 3600_000) } : who;
+        const generic = await genericPlan(principal, query);
+        if (!generic) return; // planned for its values, as above
+        for (const s of generic.filter((n) => n['Relation Name'] === 'orders')) expect(s['Node Type'], JSON.stringify(generic)).not.toBe('Seq Scan');
+        expect(
+          generic.some((n) => (n['Index Name'] ?? '').startsWith(index)),
+          JSON.stringify(generic),
+        ).toBe(true);
+      },
+    );
+
+    it('the merged listings without a value to narrow them run with their generic plan; the others are planned for their values', () => {
+      const fixed = (principal: Principal, query: Record<string, string>) =>
+        listQuery(database.db, principal, listOrdersQuery.parse(query), new Date()).fixedPlan;
+      const customer: Principal = { role: 'customer', sub: 'c', customerId, expiresAt: new Date(Date.now() + 3600_000) };
+      expect(fixed(ops, { late: 'true', sort: '-lateness' })).toBe(true);
+      expect(fixed(ops, { atRisk: 'true', sort: '-lateness' })).toBe(true);
+      expect(fixed(ops, { atRisk: 'true', sort: 'promisedAt' })).toBe(true);
+      expect(fixed(ops, { late: 'true', status: 'open', sort: '-lateness' })).toBe(true);
+      // One customer's, one factory's, one country's orders: how many match depends on which.
+      expect(fixed(customer, { late: 'true', sort: '-lateness' })).toBe(false);
+      expect(fixed(ops, { late: 'true', sort: '-lateness', customerId })).toBe(false);
+      expect(fixed(ops, { late: 'true', sort: '-lateness', country: 'DE' })).toBe(false);
+      expect(fixed(ops, { atRisk: 'true', sort: 'promisedAt', product: 'HDI' })).toBe(false);
+      // Not a merge of index reads: planned for its values.
+      expect(fixed(ops, { sort: 'promisedAt' })).toBe(false);
+      expect(fixed(ops, { sort: '-updatedAt' })).toBe(false);
     });
 
     it('a progress update of a step writes no index entry: its page has room for a HOT update', async () => {

@@ -18,6 +18,11 @@ export interface Database {
   readonly pool?: pg.Pool;
   /** Connections in pipeline mode for the append path (real Postgres only): see db/flight.ts. */
   readonly pipelinePool?: pg.Pool;
+  /**
+   * Read connections that run every prepared statement with its one generic plan (real Postgres
+   * only): for the lists whose plan is fixed by their design (db/flight.ts fixedPlanRunner).
+   */
+  readonly fixedPlanPool?: pg.Pool;
   /** The connection string (real Postgres only), for connections outside the pool. */
   readonly url?: string;
   /** The PGlite instance (embedded only). */
@@ -154,10 +159,10 @@ const brief = (err: Error & { code?: string }) => ({ reason: err.message, code: 
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if ('url' in options) {
-    const makePool = (pipeline: boolean) => {
+    const makePool = (pipeline: boolean, fixedPlans = pipeline, max = options.poolSize ?? 10) => {
       const pool = new pg.Pool({
         connectionString: options.url,
-        max: options.poolSize ?? 10,
+        max,
         // While the database is down or saturated, a request waits at most this long for a
         // connection, then fails as a 503: no request hangs on an outage.
         connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
@@ -169,11 +174,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
         // compiling took 177 ms of a query that ran in 1.5 ms (auto_explain), on every read.
         // The write path's statements are prepared (db/flight.ts) and always the same shape, so
         // one generic plan serves them all; left to choose, Postgres re-plans them on every call.
-        options: pipeline ? '-c jit=off -c plan_cache_mode=force_generic_plan' : '-c jit=off',
+        options: fixedPlans ? '-c jit=off -c plan_cache_mode=force_generic_plan' : '-c jit=off',
         // A generic plan is made once per connection, with the statistics of that moment: one made
         // while a table was small (a new database, a cluster without autovacuum) would outlive
-        // its growth. Write connections are replaced every ten minutes, so plans follow the data.
-        ...(pipeline ? { maxLifetimeSeconds: 600 } : {}),
+        // its growth. These connections are replaced every ten minutes, so plans follow the data.
+        ...(fixedPlans ? { maxLifetimeSeconds: 600 } : {}),
         types: pgTypes,
         pipeline,
       });
@@ -191,6 +196,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     const pool = makePool(false);
     // Connections open only when the append path first asks for one.
     const pipelinePool = makePool(true);
+    // Lists of one shape at a time each: a few connections serve them (they open when first asked for).
+    const fixedPlanPool = makePool(false, true, Math.max(2, Math.ceil((options.poolSize ?? 10) / 4)));
     let closing: Promise<void> | undefined;
     const db = new Kysely<DB>({
       dialect: new PostgresDialect({ pool: namingPreparedStatements(pool) }),
@@ -201,8 +208,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       db,
       pool,
       pipelinePool,
+      fixedPlanPool,
       url: options.url,
-      close: () => (closing ??= Promise.all([db.destroy(), pipelinePool.end()]).then(() => undefined)),
+      close: () => (closing ??= Promise.all([db.destroy(), pipelinePool.end(), fixedPlanPool.end()]).then(() => undefined)),
     };
   }
   let pglite: PGlite;

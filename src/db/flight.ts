@@ -62,18 +62,26 @@ export function prepared<R>(q: CompiledQuery<R>, kind: keyof typeof BUDGET = 'wr
 /** Runs one statement on its own; its rows. */
 export type Run = <R>(q: CompiledQuery) => Promise<R[]>;
 
+/** Runs statements marked prepared() as named prepared statements on `pool`; through Kysely without one (embedded). */
+const runnerOn = (database: Database, pool: pg.Pool | undefined): Run =>
+  pool
+    ? async <R>(q: CompiledQuery) => (await pool.query({ name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] })).rows as R[]
+    : async <R>(q: CompiledQuery) => (await database.db.executeQuery(q)).rows as R[];
+
 /**
- * Runs statements marked prepared() as named prepared statements, on the write path's connections
- * (one generic plan each): for the reads that run hundreds of times a second with the same text,
- * like the stream tail's, where planning cost Postgres 0.22 ms per read (pg_stat_statements). On
- * the embedded database, through Kysely.
+ * Runs statements marked prepared() on the write path's connections (one generic plan each): for
+ * the reads that run hundreds of times a second with the same text, like the stream tail's, where
+ * planning cost Postgres 0.22 ms per read (pg_stat_statements). On the embedded database, through Kysely.
  */
-export function preparedRunner(database: Database): Run {
-  const pool = database.pipelinePool;
-  if (!pool) return async <R>(q: CompiledQuery) => (await database.db.executeQuery(q)).rows as R[];
-  return async <R>(q: CompiledQuery) =>
-    (await pool.query({ name: preparedName(q.sql), text: q.sql, values: q.parameters as unknown[] })).rows as R[];
-}
+export const preparedRunner = (database: Database): Run => runnerOn(database, database.pipelinePool);
+
+/**
+ * Runs statements marked prepared() with their generic plan, on read connections of their own:
+ * for the lists whose plan their design fixes (each branch reads an index in its order up to a
+ * page: orders/list.ts), where Postgres, left to choose (plan_cache_mode auto), planned the late
+ * list again on every call. On the embedded database, through Kysely.
+ */
+export const fixedPlanRunner = (database: Database): Run => runnerOn(database, database.fixedPlanPool);
 
 /** Runs `fn` in a write transaction: committed when it returns (if not already), rolled back if it throws. */
 export type WriteTransaction = <T>(fn: (flight: Flight) => Promise<T>) => Promise<T>;

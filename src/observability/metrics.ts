@@ -44,17 +44,22 @@ export function createMetrics(database: Database) {
     labelNames: ['way'] as const,
     registers: [registry],
   });
-  const pool = database.pool;
-  if (pool) {
+  // The real Postgres's pools: queries, the append path's writes, and the lists run with their generic plan.
+  const pools = Object.entries({ queries: database.pool, writes: database.pipelinePool, fixed_plans: database.fixedPlanPool }).filter(
+    (e): e is [string, NonNullable<(typeof e)[1]>] => e[1] !== undefined,
+  );
+  if (pools.length) {
     new Gauge({
       name: 'orderstream_db_pool_connections',
-      help: 'Database pool connections by state',
-      labelNames: ['state'] as const,
+      help: 'Database pool connections by pool and state',
+      labelNames: ['pool', 'state'] as const,
       registers: [registry],
       collect() {
-        this.set({ state: 'total' }, pool.totalCount);
-        this.set({ state: 'idle' }, pool.idleCount);
-        this.set({ state: 'waiting' }, pool.waitingCount);
+        for (const [name, pool] of pools) {
+          this.set({ pool: name, state: 'total' }, pool.totalCount);
+          this.set({ pool: name, state: 'idle' }, pool.idleCount);
+          this.set({ pool: name, state: 'waiting' }, pool.waitingCount);
+        }
       },
     });
   }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
-import { prepared } from '../db/flight.js';
+import { prepared, type Run } from '../db/flight.js';
 import type { DB, OrderRow } from '../db/schema.js';
 import { badRequest } from '../http/problems.js';
 import { isoText, routesJson } from './repository.js';
@@ -177,7 +177,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
         promised,
         inPromiseOrder,
       );
-      return { query: merge([fromNow, moved]), descending: false };
+      return { query: merge([fromNow, moved]), descending: false, fixedPlan: !valueScoped(p, q) };
     }
     case '-updatedAt':
       query = query.select(sql<Date>`orders.updated_at`.as('sort_key'));
@@ -186,7 +186,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
           sql<SqlBool>`(orders.updated_at, orders.id) < (${new Date(cursor.k as string)}::timestamptz, ${cursor.id}::uuid)`,
         );
       query = query.orderBy('orders.updated_at', 'desc').orderBy('orders.id', 'desc');
-      return { query: query.limit(q.limit + 1), descending: true };
+      return { query: query.limit(q.limit + 1), descending: true, fixedPlan: false };
     case '-lateness': {
       // At risk, overrun and late to start are flags of unfinished orders only: no branch for the others.
       const unfinishedOnly = q.atRisk === true || q.overrun === true || q.lateStart === true;
@@ -218,11 +218,22 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       if (statuses.has('cancelled')) {
         branches.push(pageOf(query.where(statusIn(['cancelled'])), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
       }
-      return { query: merge(branches), descending: false };
+      return { query: merge(branches), descending: false, fixedPlan: !valueScoped(p, q) };
     }
   }
-  return { query: query.limit(q.limit + 1), descending: false };
+  return { query: query.limit(q.limit + 1), descending: false, fixedPlan: false };
 }
+
+/**
+ * Whether a listing narrows to rows picked by a value (one customer, a factory, a stage, a country,
+ * a product, a promise range): how many rows match depends on the value, and so does the best plan.
+ * A merged listing without any (by lateness; at risk by promise date) reads each branch's index in
+ * order up to a page, whatever its values: one generic plan serves every call (listPage).
+ */
+const valueScoped = (p: Principal, q: ListOrdersQuery) =>
+  p.role === 'customer' ||
+  p.role === 'factory' ||
+  [q.customerId, q.factoryId, q.stage, q.country, q.product, q.promisedBefore, q.promisedAfter].some((v) => v !== undefined);
 
 /** A page of orders, each without its route (the CSV export has no column for one). */
 export interface OrderHeads {
@@ -342,11 +353,15 @@ export async function listPage(
   q: ListOrdersQuery,
   now = new Date(),
   kept?: RouteCache,
+  fixedPlan?: Run,
 ): Promise<OrderPage> {
   const { cursor, ref } = walkAt(q, now);
-  const query = pageQuery(db, listQuery(db, p, q, ref, cursor));
-  // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts).
-  const rows = (await db.executeQuery(prepared(query.compile(), 'read'))).rows as PageRow[];
+  const listing = listQuery(db, p, q, ref, cursor);
+  const query = prepared(pageQuery(db, listing).compile(), 'read');
+  // Prepared: planning a list cost more than running it (pg_stat_statements; db/flight.ts). Left
+  // to choose, Postgres planned the late list anew on every call; a listing whose plan its design
+  // fixes runs with its generic plan (valueScoped).
+  const rows = (listing.fixedPlan && fixedPlan ? await fixedPlan<PageRow>(query) : (await db.executeQuery(query)).rows) as PageRow[];
   const items = rows.slice(0, q.limit).map((r) => ({ id: r.id, lastSeq: r.last_seq, json: itemJson(r, ref) }));
   const routes = items.map((h) => kept?.get(h.id, h.lastSeq));
   const missing = items.filter((_, i) => routes[i] === undefined).map((h) => h.id);

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireRole } from '../auth/access.js';
+import { fixedPlanRunner } from '../db/flight.js';
 import { idempotencyKey } from '../events/schemas.js';
 import { idParams, sendJson } from '../http/schemas.js';
 import { CSV_MAX_ROWS, ordersCsv } from './csv.js';
@@ -14,6 +15,7 @@ const tags = ['orders'];
 export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
   const db = app.database.db;
   const routes = new RouteCache(app.config.ROUTE_CACHE_ORDERS);
+  const fixedPlan = fixedPlanRunner(app.database);
 
   app.post(
     '/v1/orders',
@@ -54,7 +56,7 @@ export const orderRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     // Written here, routes as Postgres wrote them (list.ts pageJson); orders-listing holds every
     // page to the strict schema.
-    async (req, reply) => sendJson(reply, pageJson(await listPage(db, req.principal!, req.query, new Date(), routes))),
+    async (req, reply) => sendJson(reply, pageJson(await listPage(db, req.principal!, req.query, new Date(), routes, fixedPlan))),
   );
 
   app.get(
