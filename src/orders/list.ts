@@ -89,9 +89,8 @@ const UNFINISHED = ['open', 'on_hold', 'shipped'] as const;
  */
 export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref: Date, cursor?: PageCursor) {
   const onlyUnfinished = q.status !== undefined && q.status.every((s) => s === 'open' || s === 'on_hold' || s === 'shipped');
-  const lateExpr = onlyUnfinished
-    ? pastDue(ref)
-    : sql<SqlBool>`((${unfinished} and ${pastDue(ref)}) or orders.delivered_at > orders.due_at)`;
+  const deliveredLate = sql<SqlBool>`orders.delivered_at > orders.due_at`;
+  const lateExpr = onlyUnfinished ? pastDue(ref) : sql<SqlBool>`((${unfinished} and ${pastDue(ref)}) or ${deliveredLate})`;
   // Worst first, the at-risk orders are those due soonest from now: read orders_unfinished_due from
   // now on, in order, until a page is found. The planner cannot count at-risk orders (a window
   // between two columns around now) and, offered orders_unfinished_at_risk_due, reads every one of
@@ -115,7 +114,8 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     .$if(p.role === 'customer', (qb) => qb.where('orders.customer_id', '=', (p as { customerId: string }).customerId))
     .$if(p.role === 'factory', (qb) => qb.where(factoryScope((p as { factoryId: string }).factoryId)))
     .$if(q.status !== undefined, (qb) => qb.where(statusIn(q.status!)))
-    .$if(q.late !== undefined, (qb) => qb.where(flag(q.late!, lateExpr)))
+    // Sorted by lateness, each branch below takes the late condition of its own statuses (lateFor).
+    .$if(q.late !== undefined && q.sort !== '-lateness', (qb) => qb.where(flag(q.late!, lateExpr)))
     .$if(q.atRisk !== undefined, (qb) => qb.where(flag(q.atRisk!, atRiskExpr)))
     .$if(q.overrun !== undefined, (qb) => qb.where(flag(q.overrun!, passed('overrun_at'))))
     .$if(q.lateStart !== undefined, (qb) => qb.where(flag(q.lateStart!, passed('late_start_at'))))
@@ -197,8 +197,16 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       if (q.late === true) statuses.delete('cancelled');
       const unfinishedAsked = UNFINISHED.filter((x) => statuses.has(x));
       const branches: Array<typeof query> = [];
+      // Late is a condition of each kind of order on its own: past due for unfinished ones (a range
+      // of the due date, which the branches' indexes read: without it, the branch of orders paused
+      // by their customer read every one of them, 4.5 of the late list's 5.3 ms on 2,000,000
+      // orders), delivered after the due date for delivered ones.
+      const late = (kind: 'unfinished' | 'delivered' | 'cancelled') => (qb: typeof query) =>
+        q.late === undefined
+          ? qb
+          : qb.where(flag(q.late, kind === 'unfinished' ? pastDue(ref) : kind === 'delivered' ? deliveredLate : lateExpr));
       if (unfinishedAsked.length) {
-        const base = query.where(statusIn(unfinishedAsked));
+        const base = query.where(statusIn(unfinishedAsked)).$call(late('unfinished'));
         branches.push(
           pageOf(base.where(sql<SqlBool>`(${pausedByCustomer}) is not true`), lateAgainst.running(), (qb) =>
             qb.orderBy('orders.due_at').orderBy('orders.id'),
@@ -210,13 +218,13 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       }
       if (statuses.has('delivered')) {
         branches.push(
-          pageOf(query.where(statusIn(['delivered'])), lateAgainst.delivered(ref), (qb) =>
+          pageOf(query.where(statusIn(['delivered'])).$call(late('delivered')), lateAgainst.delivered(ref), (qb) =>
             qb.orderBy(sql`(orders.delivered_at - orders.due_at)`, 'desc').orderBy('orders.id'),
           ),
         );
       }
       if (statuses.has('cancelled')) {
-        branches.push(pageOf(query.where(statusIn(['cancelled'])), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
+        branches.push(pageOf(query.where(statusIn(['cancelled'])).$call(late('cancelled')), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
       }
       return { query: merge(branches), descending: false, fixedPlan: !valueScoped(p, q) };
     }
