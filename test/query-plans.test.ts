@@ -1,6 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/auth/principal.js';
+import { atRiskCandidates } from '../src/jobs/alerts.js';
 import { listQuery, pageQuery } from '../src/orders/list.js';
 import { listOrdersQuery } from '../src/orders/schemas.js';
 import { generateWorld, WORLD_SIZES } from '../src/world/generate.js';
@@ -148,6 +149,32 @@ describe.skipIf(skipWithoutRealPostgres() || skipWithoutPostgresBinaries())(
       // Not a merge of index reads: planned for its values.
       expect(fixed(ops, { sort: 'promisedAt' })).toBe(false);
       expect(fixed(ops, { sort: '-updatedAt' })).toBe(false);
+    });
+
+    it('the alert job reads the unalerted at-risk orders from their own index, not every at-risk order', async () => {
+      // After a drain every at-risk order is alerted: a read through orders_unfinished_at_risk_due
+      // would walk them all, on every tick (jobs/alerts.ts atRiskCandidates).
+      const client = await database.pool!.connect();
+      try {
+        await client.query('begin');
+        const alerted = await client.query(`update orders set at_risk_alerted = true
+          where status in ('open', 'on_hold', 'shipped') and at_risk_at < now() and due_at >= now()`);
+        expect(alerted.rowCount).toBeGreaterThan(0);
+        await client.query('analyze orders');
+        const q = atRiskCandidates(database.db, new Date(), 100, {}).compile();
+        const literal = (v: unknown) => client.escapeLiteral(v instanceof Date ? v.toISOString() : String(v));
+        let i = 0;
+        const text = q.sql.replace(/\$\d+/g, () => literal(q.parameters[i++]));
+        const r = await client.query(`explain (format json) ${text}`);
+        const p = nodes(r.rows[0]['QUERY PLAN'][0].Plan);
+        expect(
+          p.filter((n) => n['Index Name']).map((n) => n['Index Name']),
+          JSON.stringify(p),
+        ).toEqual(['orders_at_risk_unalerted']);
+      } finally {
+        await client.query('rollback');
+        client.release();
+      }
     });
 
     it('a progress update of a step writes no index entry: its page has room for a HOT update', async () => {
