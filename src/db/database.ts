@@ -196,7 +196,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     const pool = makePool(false);
     // Connections open only when the append path first asks for one.
     const pipelinePool = makePool(true);
-    // Lists of one shape at a time each: a few connections serve them (they open when first asked for).
+    // The lists that run with their generic plan (fixedPlanRunner): a few connections serve them,
+    // opened when first asked for.
     const fixedPlanPool = makePool(false, true, Math.max(2, Math.ceil((options.poolSize ?? 10) / 4)));
     let closing: Promise<void> | undefined;
     const db = new Kysely<DB>({
