@@ -114,7 +114,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     .$if(p.role === 'customer', (qb) => qb.where('orders.customer_id', '=', (p as { customerId: string }).customerId))
     .$if(p.role === 'factory', (qb) => qb.where(factoryScope((p as { factoryId: string }).factoryId)))
     .$if(q.status !== undefined, (qb) => qb.where(statusIn(q.status!)))
-    // Sorted by lateness, each branch below takes the late condition of its own statuses (lateFor).
+    // Sorted by lateness, each branch below takes the late condition of its own statuses (late).
     .$if(q.late !== undefined && q.sort !== '-lateness', (qb) => qb.where(flag(q.late!, lateExpr)))
     .$if(q.atRisk !== undefined, (qb) => qb.where(flag(q.atRisk!, atRiskExpr)))
     .$if(q.overrun !== undefined, (qb) => qb.where(flag(q.overrun!, passed('overrun_at'))))
@@ -201,12 +201,9 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       // of the due date, which the branches' indexes read: without it, the branch of orders paused
       // by their customer read every one of them, 4.5 of the late list's 5.3 ms on 2,000,000
       // orders), delivered after the due date for delivered ones.
-      const late = (kind: 'unfinished' | 'delivered' | 'cancelled') => (qb: typeof query) =>
-        q.late === undefined
-          ? qb
-          : qb.where(flag(q.late, kind === 'unfinished' ? pastDue(ref) : kind === 'delivered' ? deliveredLate : lateExpr));
+      const late = (expr: RawBuilder<SqlBool>) => (qb: typeof query) => (q.late === undefined ? qb : qb.where(flag(q.late, expr)));
       if (unfinishedAsked.length) {
-        const base = query.where(statusIn(unfinishedAsked)).$call(late('unfinished'));
+        const base = query.where(statusIn(unfinishedAsked)).$call(late(pastDue(ref)));
         branches.push(
           pageOf(base.where(sql<SqlBool>`(${pausedByCustomer}) is not true`), lateAgainst.running(), (qb) =>
             qb.orderBy('orders.due_at').orderBy('orders.id'),
@@ -218,13 +215,13 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
       }
       if (statuses.has('delivered')) {
         branches.push(
-          pageOf(query.where(statusIn(['delivered'])).$call(late('delivered')), lateAgainst.delivered(ref), (qb) =>
+          pageOf(query.where(statusIn(['delivered'])).$call(late(deliveredLate)), lateAgainst.delivered(ref), (qb) =>
             qb.orderBy(sql`(orders.delivered_at - orders.due_at)`, 'desc').orderBy('orders.id'),
           ),
         );
       }
       if (statuses.has('cancelled')) {
-        branches.push(pageOf(query.where(statusIn(['cancelled'])).$call(late('cancelled')), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
+        branches.push(pageOf(query.where(statusIn(['cancelled'])).$call(late(lateExpr)), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
       }
       return { query: merge(branches), descending: false, fixedPlan: !valueScoped(p, q) };
     }
