@@ -13,6 +13,7 @@ import * as m0011 from './0011_paused_unfinished.js';
 import * as m0012 from './0012_orders_vacuumed_often.js';
 import * as m0013 from './0013_one_at_risk_index.js';
 import * as m0014 from './0014_steps_room_to_update.js';
+import * as m0015 from './0015_paused_at_risk.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -30,4 +31,5 @@ export const migrations: Record<string, Migration> = {
   '0012_orders_vacuumed_often': m0012,
   '0013_one_at_risk_index': m0013,
   '0014_steps_room_to_update': m0014,
+  '0015_paused_at_risk': m0015,
 };
