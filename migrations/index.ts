@@ -14,6 +14,7 @@ import * as m0012 from './0012_orders_vacuumed_often.js';
 import * as m0013 from './0013_one_at_risk_index.js';
 import * as m0014 from './0014_steps_room_to_update.js';
 import * as m0015 from './0015_paused_at_risk.js';
+import * as m0016 from './0016_risk_from_counted_alone.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -32,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   '0013_one_at_risk_index': m0013,
   '0014_steps_room_to_update': m0014,
   '0015_paused_at_risk': m0015,
+  '0016_risk_from_counted_alone': m0016,
 };

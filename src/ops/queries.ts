@@ -38,6 +38,21 @@ async function worstFactories(db: Kysely<DB>, days: number, since: string): Prom
 }
 
 /**
+ * What the summary counts from the orders themselves as of `now`: late, at risk and overrun in
+ * the hour in progress (since `hour`; the hours before come from buckets), the orders paused
+ * late, silent and late to start. Each is read from its partial index, counted without the rows.
+ */
+export const liveCounts = (o: { now: Date; hour: Date; silentBefore: Date }) => sql<Record<string, number>>`
+  select (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and due_at >= ${o.hour} and due_at < ${o.now}) as due,
+         (select count(*) from orders where status in ('open', 'on_hold', 'shipped')
+            and least(at_risk_at, due_at) >= ${o.hour} and least(at_risk_at, due_at) < ${o.now}) as risk,
+         (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and overrun_at >= ${o.hour} and overrun_at < ${o.now}) as overrun,
+         (select count(*) from orders where hold_cause = 'engineering_query' and status in ('open', 'on_hold', 'shipped')
+            and due_at < ${o.now} and held_at <= due_at) as paused_late,
+         (select count(*) from orders where status = 'open' and last_event_at < ${o.silentBefore}) as silent,
+         (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and late_start_at < ${o.now}) as late_start`;
+
+/**
  * The network at a glance, as of `now`. Late, at risk and overrun come from maintained hour
  * buckets plus the hour in progress; silent and late start (small sets) are counted from their
  * indexes; everything else is read from the maintained rollups plus the facts not folded into
@@ -57,17 +72,7 @@ export async function summary(
   const before = (kind: string) => sql`(key > ${`${kind}:`} and key < ${`${kind}:${hourOf(o.now)}`})`;
   const earlier = sql`(${before('due')} or ${before('risk')} or ${before('overrun')})`;
   const [live, hours, counted, delivered, buckets, unfolded, factories] = await Promise.all([
-    sql<Record<string, number>>`
-      select (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and due_at >= ${hour} and due_at < ${o.now}) as due,
-             (select count(*) from orders where status in ('open', 'on_hold', 'shipped')
-                and least(at_risk_at, due_at) >= ${hour} and least(at_risk_at, due_at) < ${o.now}) as risk,
-             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and overrun_at >= ${hour} and overrun_at < ${o.now}) as overrun,
-             (select count(*) from orders where hold_cause = 'engineering_query' and status in ('open', 'on_hold', 'shipped')
-                and due_at < ${o.now} and held_at <= due_at) as paused_late,
-             (select count(*) from orders where status = 'open' and last_event_at < ${silentBefore}) as silent,
-             (select count(*) from orders where status in ('open', 'on_hold', 'shipped') and late_start_at < ${o.now}) as late_start`.execute(
-      db,
-    ),
+    liveCounts({ now: o.now, hour, silentBefore }).execute(db),
     sql<{ kind: string; n: number }>`
       select split_part(key, ':', 1) as kind, sum(n)::int as n
       from (select key, n from order_counts where ${earlier}
