@@ -223,29 +223,21 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
           ),
         );
       }
+      // A finished kind of order: its status, its own late condition, and at risk as asked.
+      const finished = (status: string, lateCondition: RawBuilder<SqlBool>) =>
+        query
+          .where(statusIn([status]))
+          .$call(late(lateCondition))
+          .$call(atRisk(atRiskExpr));
       if (statuses.has('delivered')) {
         branches.push(
-          pageOf(
-            query
-              .where(statusIn(['delivered']))
-              .$call(late(deliveredLate))
-              .$call(atRisk(atRiskExpr)),
-            lateAgainst.delivered(ref),
-            (qb) => qb.orderBy(sql`(orders.delivered_at - orders.due_at)`, 'desc').orderBy('orders.id'),
+          pageOf(finished('delivered', deliveredLate), lateAgainst.delivered(ref), (qb) =>
+            qb.orderBy(sql`(orders.delivered_at - orders.due_at)`, 'desc').orderBy('orders.id'),
           ),
         );
       }
       if (statuses.has('cancelled')) {
-        branches.push(
-          pageOf(
-            query
-              .where(statusIn(['cancelled']))
-              .$call(late(lateExpr))
-              .$call(atRisk(atRiskExpr)),
-            lateAgainst.cancelled(),
-            (qb) => qb.orderBy('orders.id'),
-          ),
-        );
+        branches.push(pageOf(finished('cancelled', lateExpr), lateAgainst.cancelled(), (qb) => qb.orderBy('orders.id')));
       }
       return { query: merge(branches), descending: false, fixedPlan: !valueScoped(p, q) };
     }
