@@ -15,6 +15,7 @@ import * as m0013 from './0013_one_at_risk_index.js';
 import * as m0014 from './0014_steps_room_to_update.js';
 import * as m0015 from './0015_paused_at_risk.js';
 import * as m0016 from './0016_risk_from_counted_alone.js';
+import * as m0017 from './0017_moved_promises_at_risk.js';
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -34,4 +35,5 @@ export const migrations: Record<string, Migration> = {
   '0014_steps_room_to_update': m0014,
   '0015_paused_at_risk': m0015,
   '0016_risk_from_counted_alone': m0016,
+  '0017_moved_promises_at_risk': m0017,
 };

@@ -100,7 +100,8 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   const atRiskByPromise = q.sort === 'promisedAt' && q.atRisk === true;
   const atRiskAt = q.sort === '-lateness' || atRiskByPromise ? sql`(orders.at_risk_at + interval '0')` : sql`orders.at_risk_at`;
   const dueAt = atRiskByPromise ? sql`(orders.due_at + interval '0')` : sql`orders.due_at`;
-  const atRiskOf = (at: RawBuilder<unknown>) => sql<SqlBool>`(${unfinished} and ${at} < ${ref} and ${dueAt} >= ${ref})`;
+  const atRiskOf = (at: RawBuilder<unknown>, due: RawBuilder<unknown> = dueAt) =>
+    sql<SqlBool>`(${unfinished} and ${at} < ${ref} and ${due} >= ${ref})`;
   const atRiskExpr = atRiskOf(atRiskAt);
   const passed = (column: 'overrun_at' | 'late_start_at') => sql<SqlBool>`(${unfinished} and orders.${sql.ref(column)} < ${ref})`;
   const silentExpr = sql<SqlBool>`(orders.status = 'open' and orders.last_event_at < ${new Date(ref.getTime() - q.silentAfterHours * 3_600_000)})`;
@@ -117,8 +118,9 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
     .$if(q.status !== undefined, (qb) => qb.where(statusIn(q.status!)))
     // Sorted by lateness, each branch below takes the late condition of its own statuses (late).
     .$if(q.late !== undefined && q.sort !== '-lateness', (qb) => qb.where(flag(q.late!, lateExpr)))
-    // Sorted by lateness, each branch below takes the at-risk condition its index reads (atRisk).
-    .$if(q.atRisk !== undefined && q.sort !== '-lateness', (qb) => qb.where(flag(q.atRisk!, atRiskExpr)))
+    // Sorted by lateness, and at risk by promise date, each branch below takes the at-risk
+    // condition its index reads.
+    .$if(q.atRisk !== undefined && q.sort !== '-lateness' && !atRiskByPromise, (qb) => qb.where(flag(q.atRisk!, atRiskExpr)))
     .$if(q.overrun !== undefined, (qb) => qb.where(flag(q.overrun!, passed('overrun_at'))))
     .$if(q.lateStart !== undefined, (qb) => qb.where(flag(q.lateStart!, passed('late_start_at'))))
     .$if(q.silent !== undefined, (qb) => qb.where(flag(q.silent!, silentExpr)))
@@ -168,14 +170,18 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
         break;
       }
       // At risk means due from now on, so an at-risk order promised before now is one whose due date
-      // a customer's hold moved past its promise: few, with an index of their own. The others are
-      // promised from now on, read in promise order from now (orders_unfinished_promised) until a
-      // page is found. A page at most from each, merged.
+      // a customer's hold moved past its promise: few, with an index of their own that holds the
+      // at-risk window's two instants, so the window is a condition on each entry, not on each
+      // order's row (migration 0017). The others are promised from now on, read in promise order
+      // from now (orders_unfinished_promised) until a page is found. A page at most from each, merged.
       const promised = sql<Date>`orders.promised_at`;
       const inPromiseOrder = (qb: typeof query) => qb.orderBy('orders.promised_at').orderBy('orders.id');
-      const fromNow = pageOf(query.where('orders.promised_at', '>=', ref), promised, inPromiseOrder);
+      const fromNow = pageOf(query.where('orders.promised_at', '>=', ref).where(atRiskExpr), promised, inPromiseOrder);
       const moved = pageOf(
-        query.where('orders.promised_at', '<', ref).where(sql<SqlBool>`orders.due_at <> orders.promised_at`),
+        query
+          .where('orders.promised_at', '<', ref)
+          .where(sql<SqlBool>`orders.due_at <> orders.promised_at`)
+          .where(atRiskOf(sql`orders.at_risk_at`, sql`orders.due_at`)),
         promised,
         inPromiseOrder,
       );
