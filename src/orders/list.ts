@@ -96,7 +96,8 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   // between two columns around now) and, offered orders_unfinished_at_risk_due, reads every one of
   // them to sort them (48,000 at 2M orders): `+ interval '0'` keeps that index out of its choices.
   // By promise date, the at-risk orders are read in promise order (see 'promisedAt' below): then
-  // neither column of the window is offered as an index range either.
+  // neither column of the window is offered as an index range either, but in the branch of moved
+  // promises, whose own index holds both.
   const atRiskByPromise = q.sort === 'promisedAt' && q.atRisk === true;
   const atRiskAt = q.sort === '-lateness' || atRiskByPromise ? sql`(orders.at_risk_at + interval '0')` : sql`orders.at_risk_at`;
   const dueAt = atRiskByPromise ? sql`(orders.due_at + interval '0')` : sql`orders.due_at`;
