@@ -104,6 +104,8 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
   const atRiskOf = (at: RawBuilder<unknown>, due: RawBuilder<unknown> = dueAt) =>
     sql<SqlBool>`(${unfinished} and ${at} < ${ref} and ${due} >= ${ref})`;
   const atRiskExpr = atRiskOf(atRiskAt);
+  // The window on the columns themselves: for a branch whose own index holds both instants.
+  const atRiskOnIndex = atRiskOf(sql`orders.at_risk_at`, sql`orders.due_at`);
   const passed = (column: 'overrun_at' | 'late_start_at') => sql<SqlBool>`(${unfinished} and orders.${sql.ref(column)} < ${ref})`;
   const silentExpr = sql<SqlBool>`(orders.status = 'open' and orders.last_event_at < ${new Date(ref.getTime() - q.silentAfterHours * 3_600_000)})`;
   // A flag's negation is every order the flag does not hold for, including those where it is unknown (NULL).
@@ -182,7 +184,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
         query
           .where('orders.promised_at', '<', ref)
           .where(sql<SqlBool>`orders.due_at <> orders.promised_at`)
-          .where(atRiskOf(sql`orders.at_risk_at`, sql`orders.due_at`)),
+          .where(atRiskOnIndex),
         promised,
         inPromiseOrder,
       );
@@ -225,7 +227,7 @@ export function listQuery(db: Kysely<DB>, p: Principal, q: ListOrdersQuery, ref:
             lateAgainst.running(),
             (qb) => qb.orderBy('orders.due_at').orderBy('orders.id'),
           ),
-          pageOf(base.where(pausedByCustomer).$call(atRisk(atRiskOf(sql`orders.at_risk_at`))), lateAgainst.paused(ref), (qb) =>
+          pageOf(base.where(pausedByCustomer).$call(atRisk(atRiskOnIndex)), lateAgainst.paused(ref), (qb) =>
             qb.orderBy(lateAgainst.paused(ref)).orderBy('orders.id'),
           ),
         );
