@@ -234,8 +234,14 @@ async function main(): Promise<BenchResult> {
         const crowd = await buildAudience(s.baseUrl, dense, scale.sockets, (d) => progress.update(d));
         progress.step('e2e: delivery rate held', 1, '');
         await bench!.vacuum();
-        const held = await heldRate(crowd, scale.ladder, scale.holdSeconds, serviceEmitter(f, scale.holdSeconds, dense), (t) =>
-          progress.update(0, `${t}/s`),
+        const held = await heldRate(
+          crowd,
+          scale.ladder,
+          scale.holdSeconds,
+          serviceEmitter(f, scale.holdSeconds, dense),
+          (t) => progress.update(0, `${t}/s`),
+          undefined,
+          new CpuMeter(s.pid, await postmasterPid()),
         );
         closeAudience(crowd);
         progress.log(`held rate, service (${crowd.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
@@ -269,7 +275,7 @@ async function main(): Promise<BenchResult> {
     progress.step('memory per socket', n);
     const bytes = await withService((s) => bytesPerSocket(s.pid, s.baseUrl, f.customers, m, (d) => progress.update(d)));
     progress.step('ceiling: raw Socket.IO memory', n);
-    const raw = await startRawSocketIo();
+    const raw = await startRawSocketIo(options!.profileDir);
     const ceiling = await bytesPerSocket(raw.pid, raw.baseUrl, f.customers, m, (d) => progress.update(d)).finally(() =>
       raw.stop(),
     );
@@ -294,13 +300,19 @@ const denseCustomers = (customers: string[]) => customers.slice(0, Math.max(2, M
 
 /** Raw Socket.IO's delivery rate held, with the same audience, in a process of its own. */
 async function rawDeliveryRate(customers: string[]): Promise<number> {
-  const raw = await startRawSocketIo();
+  const raw = await startRawSocketIo(options!.profileDir);
   try {
     progress.step('ceiling: raw Socket.IO', scale.sockets + 1);
     const audience = await buildAudience(raw.baseUrl, customers, scale.sockets, (d) => progress.update(d));
     progress.step('ceiling: raw Socket.IO rate', 1);
-    const held = await heldRate(audience, scale.ladder, scale.holdSeconds, rawEmitter(raw, customers, scale.holdSeconds), (t) =>
-      progress.update(0, `${t}/s`),
+    const held = await heldRate(
+      audience,
+      scale.ladder,
+      scale.holdSeconds,
+      rawEmitter(raw, customers, scale.holdSeconds),
+      (t) => progress.update(0, `${t}/s`),
+      undefined,
+      new CpuMeter(raw.pid, undefined),
     );
     closeAudience(audience);
     progress.log(`held rate, raw Socket.IO (${audience.fanout} sockets per event): ${JSON.stringify(held.steps)}`);

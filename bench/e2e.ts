@@ -184,7 +184,7 @@ export async function fixedRate(
 export interface HeldRate {
   /** Deliveries per second actually received at the highest step held. */
   deliveriesPerSec: number;
-  steps: Array<{ target: number; received: number; expected: number; p99Ms: number; held: boolean }>;
+  steps: Array<{ target: number; received: number; expected: number; p99Ms: number; held: boolean; cpuMsPer1000?: CpuPerEvent }>;
 }
 
 /**
@@ -200,19 +200,24 @@ export async function heldRate(
   emit: (eventsPerSec: number) => Promise<number>,
   onStep?: (target: number) => void,
   refine = 2,
+  /** Reads the CPU of the server, Postgres and this bench around each rung (per 1,000 deliveries). */
+  meter?: CpuMeter,
 ): Promise<HeldRate> {
   const steps: HeldRate['steps'] = [];
   let best = 0;
   const attempt = async (target: number) => {
     onStep?.(target);
     a.receipts.reset(true);
+    meter?.start();
     const sent = await emit(target / a.fanout).catch(() => -1);
     const expected = Math.max(0, sent) * a.fanout;
     await settle(a.receipts, expected, 2_000);
+    meter?.end();
     const received = a.receipts.count;
     const p99 = latency(a.receipts.latencies).p99Ms;
     const held = sent > 0 && received >= 0.99 * expected && p99 <= 500;
-    steps.push({ target, received, expected, p99Ms: p99, held });
+    const cpu = meter?.perEvent(received / 1000);
+    steps.push({ target, received, expected, p99Ms: p99, held, ...(cpu ? { cpuMsPer1000: cpu } : {}) });
     if (held) best = Math.max(best, received / seconds);
     return held;
   };

@@ -44,4 +44,6 @@ process.on('message', async (m: { kind: 'emit'; perSec: number; seconds: number;
   process.send!({ kind: 'done', sent });
 });
 
+// Exits normally on SIGTERM (the bench's stop), so that --cpu-prof writes its profile.
+process.on('SIGTERM', () => process.exit(0));
 http.listen(port, '127.0.0.1');

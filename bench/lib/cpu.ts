@@ -10,6 +10,8 @@ export interface CpuPerEvent {
   service: number | null;
   postgres: number | null;
   client: number;
+  /** The service process's write system calls (syscw of /proc/<pid>/io) per event: how its output is batched. */
+  serviceWrites?: number | null;
 }
 
 const TICKS_PER_SECOND = (() => {
@@ -52,6 +54,15 @@ function clusterMsBetween(a: Map<number, number>, b: Map<number, number>): numbe
 /** The postmaster of a backend (pg_backend_pid() of a connection still open), if it is local. */
 export const postmasterOf = (backendPid: number): number | undefined => (existsSync(`/proc/${backendPid}`) ? statOf(backendPid)?.[0] : undefined);
 
+/** Write system calls a process has made (any fd), or 0 when /proc does not tell. */
+function writeCallsOf(pid: number): number {
+  try {
+    return Number(/syscw:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 const processMs = (pid: number) => ((statOf(pid)?.[1] ?? 0) * 1000) / TICKS_PER_SECOND;
 const selfMs = () => {
   const u = process.cpuUsage();
@@ -65,7 +76,7 @@ const selfMs = () => {
  * `postmaster` (postmasterOf) is the measured cluster's, if it runs on this machine.
  */
 export class CpuMeter {
-  private readings: Array<{ service: number; postgres: Map<number, number>; client: number }> = [];
+  private readings: Array<{ service: number; serviceWrites: number; postgres: Map<number, number>; client: number }> = [];
 
   constructor(
     private readonly servicePid: number | undefined,
@@ -75,6 +86,7 @@ export class CpuMeter {
   private read() {
     this.readings.push({
       service: this.servicePid ? processMs(this.servicePid) : 0,
+      serviceWrites: this.servicePid ? writeCallsOf(this.servicePid) : 0,
       postgres: this.postmaster ? clusterTicks(this.postmaster) : new Map<number, number>(),
       client: selfMs(),
     });
@@ -97,6 +109,7 @@ export class CpuMeter {
       service: this.servicePid ? per(b.service - a.service) : null,
       postgres: this.postmaster ? per(clusterMsBetween(a.postgres, b.postgres)) : null,
       client: per(b.client - a.client),
+      serviceWrites: this.servicePid ? per(b.serviceWrites - a.serviceWrites) : null,
     };
   }
 }

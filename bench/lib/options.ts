@@ -36,7 +36,7 @@ export interface Options {
   skipStartup: boolean;
   /** Only these measurements (others are reported as null): for working on one figure. */
   only: Set<Measurement>;
-  /** Where the service processes write their --cpu-prof profiles, if anywhere. */
+  /** Where the service processes and the raw Socket.IO server write their --cpu-prof profiles, if anywhere. */
   profileDir?: string;
   /**
    * An already loaded world (`npm run world`) for the queries figure: read only, never dropped.
