@@ -27,6 +27,21 @@ export interface Sink {
 
 const SLOW_CONSUMER = 'slow consumer: the client is not reading; resume with the last cursor';
 
+/**
+ * A shared sink's readiness (its queued bytes: a walk through the socket, its Engine.IO buffer,
+ * ws and TCP) is read once every this many live deliveries, not on each: at the held rate the
+ * reads cost a tenth of the service's thread (profile, BENCHMARKS.md change 74). A consumer that
+ * stops reading can then queue at most this many events beyond the guard's limits.
+ */
+const READY_CHECK_EVERY = 8;
+
+/** The subscriptions of one topic: every one of them follows the same topic. */
+class Followers extends Set<Subscription> {
+  constructor(readonly topic: Topic) {
+    super();
+  }
+}
+
 /** Sends one event to many shared sinks at once (Socket.IO: encoded once, written to each socket). */
 export type Broadcaster = (ids: string[], e: StreamedEvent) => void;
 
@@ -47,6 +62,8 @@ export class Subscription {
   fromNow = false;
   /** With a cursor: the log after it is replayed before going live. */
   replays = false;
+  /** Live deliveries to a shared sink until its readiness is read again (READY_CHECK_EVERY). */
+  untilReadyCheck = 0;
 
   constructor(
     readonly topic: Topic,
@@ -64,7 +81,7 @@ export class Subscription {
  * below the horizon) and no repeat (nothing at or before its last cursor is delivered).
  */
 export class StreamHub {
-  private byTopic = new Map<string, Set<Subscription>>();
+  private byTopic = new Map<string, Followers>();
   private position: Position | undefined;
   private running = false;
   private again = false;
@@ -238,7 +255,8 @@ export class StreamHub {
     if (e.event.factoryId && !e.factoryIds.includes(e.event.factoryId)) keys.push(`factory:${e.event.factoryId}`);
     for (const key of keys) {
       const subs = this.byTopic.get(key);
-      if (!subs) continue;
+      // The topic is the same for all its subscriptions: whether the event is in it is asked once.
+      if (!subs || !inTopic(subs.topic, e)) continue;
       const together: string[] = [];
       for (const sub of subs) this.offer(sub, e, together);
       // Every subscriber of one topic gets the same message: encode it once for all of them.
@@ -246,9 +264,9 @@ export class StreamHub {
     }
   }
 
-  /** Hands `e` to `sub`: buffered while it replays, else sent (a shared sink's into `together`). */
+  /** Hands `e` (in `sub`'s topic) to `sub`: buffered while it replays, else sent (a shared sink's into `together`). */
   private offer(sub: Subscription, e: StreamEvent, together: string[]) {
-    if (sub.closed || !visibleTo(sub.principal, e) || !inTopic(sub.topic, e)) return;
+    if (sub.closed || !visibleTo(sub.principal, e)) return;
     if (!sub.live) {
       // Two reads of the tail may overlap (ride): what a page repeats of the one before is not kept twice.
       const newest = sub.buffer.at(-1);
@@ -267,7 +285,10 @@ export class StreamHub {
   private send(sub: Subscription, e: StreamEvent, together?: string[]) {
     if (e.event.cursor <= sub.last) return;
     const shared = together && this.broadcast ? sub.sink.shared : undefined;
-    if (shared && !shared.ready()) return this.drop(sub, SLOW_CONSUMER);
+    if (shared && --sub.untilReadyCheck <= 0) {
+      sub.untilReadyCheck = READY_CHECK_EVERY;
+      if (!shared.ready()) return this.drop(sub, SLOW_CONSUMER);
+    }
     sub.last = e.event.cursor;
     this.delivered++;
     if (shared) together!.push(shared.id);
@@ -285,7 +306,7 @@ export class StreamHub {
     const sub = new Subscription(topic, principal, sink, after ?? this.cursor);
     const key = topicName(topic);
     let set = this.byTopic.get(key);
-    if (!set) this.byTopic.set(key, (set = new Set()));
+    if (!set) this.byTopic.set(key, (set = new Followers(topic)));
     set.add(sub);
     sub.fromNow = after === undefined;
     sub.replays = after !== undefined;
