@@ -18,20 +18,32 @@ const INFLATE: Record<string, (b: Buffer) => Buffer> = { br: brotliDecompressSyn
 export class Http {
   private constructor(
     private readonly pool: Pool,
+    readonly baseUrl: string,
     /** Sent with every request: the credentials this client presents. */
     readonly headers: Record<string, string>,
   ) {}
 
   static open(baseUrl: string, connections: number): Http {
-    return new Http(new Pool(baseUrl, { connections, pipelining: 1, keepAliveTimeout: 60_000 }), {});
+    return new Http(new Pool(baseUrl, { connections, pipelining: 1, keepAliveTimeout: 60_000 }), baseUrl, {});
   }
 
   /** The same connections, with these headers on every request (credentials). */
   with(headers: Record<string, string>): Http {
-    return new Http(this.pool, { ...this.headers, ...headers });
+    return new Http(this.pool, this.baseUrl, { ...this.headers, ...headers });
   }
 
-  async request<T = unknown>(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
+  /**
+   * With `decode` false, a successful answer is read to its end (and inflated) but not turned into
+   * a string and parsed (body undefined): a timed loop of large answers then leaves no garbage in
+   * this process whose collection would pause inside the next request it times.
+   */
+  async request<T = unknown>(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+    decode = true,
+  ): Promise<Reply<T>> {
     const started = nowMs();
     const res = await this.pool.request({
       method,
@@ -41,13 +53,20 @@ export class Http {
     });
     const wire = Buffer.from(await res.body.arrayBuffer());
     const encoding = res.headers['content-encoding'];
-    const text = (typeof encoding === 'string' && INFLATE[encoding] ? INFLATE[encoding](wire) : wire).toString();
+    const plain = typeof encoding === 'string' && INFLATE[encoding] ? INFLATE[encoding](wire) : wire;
     const ms = nowMs() - started;
+    const ok = res.statusCode >= 200 && res.statusCode < 300;
+    const text = decode || !ok ? plain.toString() : '';
     return { status: res.statusCode, body: (text ? JSON.parse(text) : undefined) as T, ms, bytes: wire.length };
   }
 
   get<T = unknown>(path: string, headers?: Record<string, string>) {
     return this.request<T>('GET', path, undefined, headers);
+  }
+
+  /** A GET timed for its answer alone: a successful body is read but not decoded (see request). */
+  timedGet(path: string, headers?: Record<string, string>) {
+    return this.request<undefined>('GET', path, undefined, headers, false);
   }
 
   post<T = unknown>(path: string, body: unknown, headers?: Record<string, string>) {
