@@ -43,6 +43,8 @@ async function time(job: TimerJob) {
   return figures;
 }
 
+// The bench gone (interrupted), nothing is left to answer: stop rather than keep asking.
+process.once('disconnect', () => process.exit(0));
 process.once('message', (job: TimerJob) => {
   time(job).then(
     (figures) => send({ kind: 'done', figures }),
