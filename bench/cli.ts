@@ -239,9 +239,7 @@ async function main(): Promise<BenchResult> {
           scale.ladder,
           scale.holdSeconds,
           serviceEmitter(f, scale.holdSeconds, dense),
-          (t) => progress.update(0, `${t}/s`),
-          undefined,
-          new CpuMeter(s.pid, await postmasterPid()),
+          { onStep: (t) => progress.update(0, `${t}/s`), meter: new CpuMeter(s.pid, await postmasterPid()) },
         );
         closeAudience(crowd);
         progress.log(`held rate, service (${crowd.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
@@ -310,9 +308,7 @@ async function rawDeliveryRate(customers: string[]): Promise<number> {
       scale.ladder,
       scale.holdSeconds,
       rawEmitter(raw, customers, scale.holdSeconds),
-      (t) => progress.update(0, `${t}/s`),
-      undefined,
-      new CpuMeter(raw.pid, undefined),
+      { onStep: (t) => progress.update(0, `${t}/s`), meter: new CpuMeter(raw.pid, undefined) },
     );
     closeAudience(audience);
     progress.log(`held rate, raw Socket.IO (${audience.fanout} sockets per event): ${JSON.stringify(held.steps)}`);

@@ -198,11 +198,14 @@ export async function heldRate(
   ladder: number[],
   seconds: number,
   emit: (eventsPerSec: number) => Promise<number>,
-  onStep?: (target: number) => void,
-  refine = 2,
-  /** Reads the CPU of the server, Postgres and this bench around each rung (per 1,000 deliveries). */
-  meter?: CpuMeter,
+  o: {
+    onStep?: (target: number) => void;
+    refine?: number;
+    /** Reads the CPU of the server, Postgres and this bench around each rung (per 1,000 deliveries). */
+    meter?: CpuMeter;
+  } = {},
 ): Promise<HeldRate> {
+  const { onStep, refine = 2, meter } = o;
   const steps: HeldRate['steps'] = [];
   let best = 0;
   const attempt = async (target: number) => {

@@ -93,9 +93,12 @@ export const JWT_SECRET = 'bench-secret-0123456789abcdef0123456789abcdef';
  * The built service (dist/server.js, the bundle) in a process of its own. The rate limiter is opened
  * wide: the load generator is one caller sending far more than a factory would in a minute.
  */
+/** Node's flags for a process of the bench that writes a CPU profile into `profileDir`, if given. */
+export const profileFlags = (profileDir?: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
+
 export function startService(env: Record<string, string>, port?: number, profileDir?: string): Promise<ServiceProcess> {
   return spawnReady(
-    [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), 'dist/server.js'],
+    [...profileFlags(profileDir), 'dist/server.js'],
     { NODE_ENV: 'production', JWT_SECRET, LOG_LEVEL: 'warn', RATE_LIMIT_PER_MINUTE: '100000000', RATE_LIMIT_ANONYMOUS_PER_MINUTE: '100000000', ...env },
     (p) => `http://127.0.0.1:${p}/readyz`,
     port,

@@ -31,7 +31,7 @@ const SLOW_CONSUMER = 'slow consumer: the client is not reading; resume with the
  * A shared sink's readiness (its queued bytes: a walk through the socket, its Engine.IO buffer,
  * ws and TCP) is read once every this many live deliveries, not on each: at the held rate the
  * reads cost a tenth of the service's thread (profile, BENCHMARKS.md change 74). A consumer that
- * stops reading can then queue at most this many events beyond the guard's limits.
+ * stops reading can then queue at most READY_CHECK_EVERY - 1 events beyond the guard's limits.
  */
 const READY_CHECK_EVERY = 8;
 
