@@ -239,7 +239,7 @@ async function main(): Promise<BenchResult> {
           scale.ladder,
           scale.holdSeconds,
           serviceEmitter(f, scale.holdSeconds, dense),
-          { onStep: (t) => progress.update(0, `${t}/s`), meter: new CpuMeter(s.pid, await postmasterPid()) },
+          { onStep: (t) => progress.update(0, `${t}/s`), meter: new CpuMeter(s.pid, await postmasterPid()), from: 'recorded' },
         );
         closeAudience(crowd);
         progress.log(`held rate, service (${crowd.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
@@ -253,6 +253,7 @@ async function main(): Promise<BenchResult> {
           ...(fixed.commitToAnswer ? { commitToAnswer: pick(fixed.commitToAnswer) } : {}),
           sendToReceipt: pick(fixed.sendToReceipt),
           heldDeliveriesPerSec: held.deliveriesPerSec,
+          heldBySendDeliveriesPerSec: held.bySendDeliveriesPerSec,
           ceilingDeliveriesPerSec: rawHeld,
           ratio: ratio(held.deliveriesPerSec, rawHeld),
           fixedRate: { held: fixed.held, sentPerSec: fixed.sentPerSec, postP50Ms: fixed.post.p50Ms, postP99Ms: fixed.post.p99Ms, cpuMsPerPost: fixed.cpu },

@@ -1,6 +1,11 @@
 import { io, type Socket } from 'socket.io-client';
 import { nowMs } from './stats.js';
 
+export interface Keep {
+  recorded?: boolean;
+  ids?: boolean;
+}
+
 /** What a bench socket received: latencies of stamped events (ms) and a count of every event. */
 export class Receipts {
   /** Send → receipt, of events stamped by their sender (a note whose text is the send time). */
@@ -21,8 +26,8 @@ export class Receipts {
   at: number[] = [];
   count = 0;
   recording = false;
-  /** Whether fromRecorded is kept too (the fixed rate's; the held rates need only the send times). */
-  fromTransaction = false;
+  /** What is kept beside the send times: fromRecorded (the service's runs), ids and times (the fixed rate's). */
+  keep: Keep = {};
 
   take(text: unknown, recordedAt?: unknown, id?: unknown) {
     this.count++;
@@ -30,10 +35,10 @@ export class Receipts {
     const now = nowMs();
     const sent = Number(text);
     if (Number.isFinite(sent) && sent > 0) this.latencies.push(now - sent);
-    if (!this.fromTransaction) return;
+    if (!this.keep.recorded) return;
     const recorded = typeof recordedAt === 'string' ? Date.parse(recordedAt) : NaN;
     if (Number.isFinite(recorded)) this.fromRecorded.push(now - recorded);
-    if (typeof id === 'string') {
+    if (this.keep.ids && typeof id === 'string') {
       this.ids.push(id);
       this.at.push(now);
     }
@@ -49,14 +54,14 @@ export class Receipts {
     return out;
   }
 
-  reset(recording: boolean, fromTransaction = false) {
+  reset(recording: boolean, keep: Keep = {}) {
     this.latencies = [];
     this.fromRecorded = [];
     this.ids = [];
     this.at = [];
     this.count = 0;
     this.recording = recording;
-    this.fromTransaction = fromTransaction;
+    this.keep = keep;
   }
 }
 
