@@ -210,7 +210,8 @@ export interface HeldRate {
  * so its rungs are judged by recorded → receipt (`from: 'recorded'`: from the transaction's
  * start, an upper bound of commit → receipt, the issue's e2e latency). Its send → receipt p99,
  * which also holds the bench's HTTP post and its wait for a group, stays beside it in each step,
- * and `bySendDeliveriesPerSec` is the rate those would have given. The sender must still keep
+ * and `bySendDeliveriesPerSec` is the rate those would have given (the best rung held below the
+ * first they miss; the rungs between, which this ladder did not run, are not refined). The sender must still keep
  * its rate (a post that waits counts against the rung), so the writes cannot fall behind.
  */
 export async function heldRate(
@@ -230,7 +231,7 @@ export async function heldRate(
   const { onStep, refine = 2, meter, from = 'send' } = o;
   const steps: HeldRate['steps'] = [];
   let best = 0;
-  let bySend = 0;
+  const bySend: Array<{ target: number; rate: number; held: boolean }> = [];
   const attempt = async (target: number) => {
     onStep?.(target);
     a.receipts.reset(true, { recorded: from === 'recorded' });
@@ -247,7 +248,7 @@ export async function heldRate(
     const cpu = meter?.perEvent(received / 1000);
     steps.push({ target, received, expected, p99Ms: p99, ...(from === 'send' ? {} : { sendP99Ms: sendP99 }), held, ...(cpu ? { cpuMsPer1000: cpu } : {}) });
     if (held) best = Math.max(best, received / seconds);
-    if (arrived && sendP99 <= 500) bySend = Math.max(bySend, received / seconds);
+    bySend.push({ target, rate: received / seconds, held: arrived && sendP99 <= 500 });
     return held;
   };
   let lastHeld = 0;
@@ -267,7 +268,13 @@ export async function heldRate(
     if (await attempt(middle)) lastHeld = middle;
     else missed = middle;
   }
-  return { deliveriesPerSec: Math.round(best), ...(from === 'send' ? {} : { bySendDeliveriesPerSec: Math.round(bySend) }), steps };
+  return { deliveriesPerSec: Math.round(best), ...(from === 'send' ? {} : { bySendDeliveriesPerSec: heldBelowFirstMiss(bySend) }), steps };
+}
+
+/** What a ladder stopped at its first missed rung would have read: the best rate held below that rung. */
+function heldBelowFirstMiss(rungs: Array<{ target: number; rate: number; held: boolean }>): number {
+  const firstMiss = Math.min(...rungs.filter((r) => !r.held).map((r) => r.target));
+  return Math.round(Math.max(0, ...rungs.filter((r) => r.held && r.target < firstMiss).map((r) => r.rate)));
 }
 
 /** Waits until no receipt has arrived for half a second (at most 15 s). */
