@@ -211,8 +211,8 @@ export interface HeldRate {
  * start, an upper bound of commit → receipt, the issue's e2e latency). Its send → receipt p99,
  * which also holds the bench's HTTP post and its wait for a group, stays beside it in each step,
  * and `bySendDeliveriesPerSec` is the rate those would have given (the best rung held below the
- * first they miss; the rungs between, which this ladder did not run, are not refined). The sender must still keep
- * its rate (a post that waits counts against the rung), so the writes cannot fall behind.
+ * first they miss, unrefined). The sender must still keep its rate (more than 32 posts waiting
+ * fail the rung), so the writes cannot fall far behind.
  */
 export async function heldRate(
   a: Audience,
