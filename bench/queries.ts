@@ -1,11 +1,11 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import type { DB } from '../src/db/schema.js';
 import type { Http } from './lib/http.js';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import type { TimerJob, TimerMessage } from './query-timer.js';
 import { latency } from './lib/stats.js';
+import type { TimerJob, TimerMessage } from './query-timer.js';
 
 export interface QueryFigure {
   p50Ms: number;

@@ -89,13 +89,13 @@ async function spawnOn(
 
 export const JWT_SECRET = 'bench-secret-0123456789abcdef0123456789abcdef';
 
+/** Node's flags for a process of the bench that writes a CPU profile into `profileDir`, if given. */
+export const profileFlags = (profileDir?: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
+
 /**
  * The built service (dist/server.js, the bundle) in a process of its own. The rate limiter is opened
  * wide: the load generator is one caller sending far more than a factory would in a minute.
  */
-/** Node's flags for a process of the bench that writes a CPU profile into `profileDir`, if given. */
-export const profileFlags = (profileDir?: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
-
 export function startService(env: Record<string, string>, port?: number, profileDir?: string): Promise<ServiceProcess> {
   return spawnReady(
     [...profileFlags(profileDir), 'dist/server.js'],
