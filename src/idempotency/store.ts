@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { CompiledQuery, Kysely, Transaction } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { ProblemError } from '../http/problems.js';
@@ -12,20 +12,29 @@ export interface Claim {
 
 export type ClaimOutcome = { kind: 'claimed' } | { kind: 'replay'; resourceId: string } | { kind: 'mismatch' };
 
-/** A stable hash of a request: the same JSON value gives the same hash whatever its key order. */
+/**
+ * A stable hash of a request: the same JSON value gives the same hash whatever its key order.
+ * Stored with each key, so its text must never change: keys sorted by code unit, undefined left
+ * out, then SHA-256 in hex.
+ */
 export function requestHash(value: unknown): string {
-  return createHash('sha256').update(stableJson(value)).digest('hex');
+  return hash('sha256', stableJson(value), 'hex');
 }
 
 function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${stableJson(x)}`).join(',')}}`;
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) {
+    let s = '[';
+    for (let i = 0; i < v.length; i++) s += (i ? ',' : '') + stableJson(v[i]);
+    return s + ']';
   }
-  return JSON.stringify(v) ?? 'null';
+  const o = v as Record<string, unknown>;
+  let s = '{';
+  for (const k of Object.keys(o).sort()) {
+    if (o[k] === undefined) continue;
+    s += (s.length > 1 ? ',' : '') + JSON.stringify(k) + ':' + stableJson(o[k]);
+  }
+  return s + '}';
 }
 
 /**

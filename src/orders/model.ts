@@ -17,7 +17,8 @@ export interface StepState {
   stage: string;
   factoryId: string;
   plannedHours: number;
-  after: string[];
+  /** Shared between a state and its clones (cloneState): never changed in place. */
+  after: readonly string[];
   plannedStart: Date;
   plannedEnd: Date;
   status: StepStatus;

@@ -215,4 +215,5 @@ export function changedSteps(before: OrderState, after: OrderState) {
     }));
 }
 
-export const cloneState = (s: OrderState): OrderState => ({ ...s, steps: s.steps.map((st) => ({ ...st, after: [...st.after] })) });
+/** A state the rules may change without touching `s`: its steps copied, their `after` lists shared (read only). */
+export const cloneState = (s: OrderState): OrderState => ({ ...s, steps: s.steps.map((st) => ({ ...st })) });

@@ -229,7 +229,7 @@ export async function createOrder(
           stage: s.stage,
           factory_id: s.factoryId,
           planned_hours: s.plannedHours,
-          after: s.after,
+          after: [...s.after],
           planned_start: s.plannedStart,
           planned_end: s.plannedEnd,
         })),

@@ -14,6 +14,8 @@ export interface WriteView {
  * order differently from a loaded one ("progress never moves backwards").
  */
 export function asStoredReal(x: number): number {
+  // The common case, whole percentages: a float4 holds every integer below 2^24 exactly.
+  if (Number.isInteger(x) && Math.abs(x) < 16_777_216) return x;
   const f = Math.fround(x);
   if (!Number.isFinite(f)) return f;
   for (let digits = 1; digits <= 9; digits++) {
