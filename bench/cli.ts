@@ -6,7 +6,7 @@ import { openDatabase } from '../src/db/database.js';
 import type { DB } from '../src/db/schema.js';
 import { pgIngestCeiling } from './ceilings/pg-ingest.js';
 import { startRawSocketIo } from './ceilings/raw-socketio.js';
-import { buildAudience, closeAudience, fixedRate, heldRate, rawEmitter, serviceEmitter } from './e2e.js';
+import { buildAudience, closeAudience, fixedRate, heldRate, rawEmitter, serviceEmitter, type HeldRate } from './e2e.js';
 import { ingestBatch, ingestSingle } from './ingest.js';
 import { CpuMeter, postmasterOf } from './lib/cpu.js';
 import { createBenchDatabase, type BenchDatabase } from './lib/database.js';
@@ -242,7 +242,7 @@ async function main(): Promise<BenchResult> {
           { onStep: (t) => progress.update(0, `${t}/s`), meter: new CpuMeter(s.pid, await postmasterPid()), from: 'recorded' },
         );
         closeAudience(crowd);
-        progress.log(`held rate, service (${crowd.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
+        progress.log(`held rate, service (${crowd.fanout} sockets per event): ${JSON.stringify(held.steps)}${limitNote(held)}`);
         const rawHeld = await rawDeliveryRate(dense);
         result.e2e = {
           p50Ms: fixed.p50Ms,
@@ -291,6 +291,9 @@ async function main(): Promise<BenchResult> {
   return result;
 }
 
+/** Said beside a held rate whose every rung held, up to heldRate's limit: the figure is a floor. */
+const limitNote = (held: HeldRate) => (held.heldToLimit ? `; every rung held, to the limit of ${held.heldToLimit}/s: the figure is a floor` : '');
+
 /** A tenth of the customers (at least two): the held-rate audience's topics. */
 /** A latency's three figures, for the JSON (its count stays out). */
 const pick = ({ p50Ms, p99Ms, maxMs }: Latency) => ({ p50Ms, p99Ms, maxMs });
@@ -312,7 +315,7 @@ async function rawDeliveryRate(customers: string[]): Promise<number> {
       { onStep: (t) => progress.update(0, `${t}/s`), meter: new CpuMeter(raw.pid, undefined) },
     );
     closeAudience(audience);
-    progress.log(`held rate, raw Socket.IO (${audience.fanout} sockets per event): ${JSON.stringify(held.steps)}`);
+    progress.log(`held rate, raw Socket.IO (${audience.fanout} sockets per event): ${JSON.stringify(held.steps)}${limitNote(held)}`);
     return held.deliveriesPerSec;
   } finally {
     await raw.stop();
