@@ -294,10 +294,10 @@ async function main(): Promise<BenchResult> {
 /** Said beside a held rate whose every rung held, up to heldRate's limit: the figure is a floor. */
 const limitNote = (held: HeldRate) => (held.heldToLimit ? `; every rung held, to the limit of ${held.heldToLimit}/s: the figure is a floor` : '');
 
-/** A tenth of the customers (at least two): the held-rate audience's topics. */
 /** A latency's three figures, for the JSON (its count stays out). */
 const pick = ({ p50Ms, p99Ms, maxMs }: Latency) => ({ p50Ms, p99Ms, maxMs });
 
+/** A tenth of the customers (at least two): the held-rate audience's topics. */
 const denseCustomers = (customers: string[]) => customers.slice(0, Math.max(2, Math.round(customers.length / 10)));
 
 /** Raw Socket.IO's delivery rate held, with the same audience, in a process of its own. */
