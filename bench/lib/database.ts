@@ -16,6 +16,12 @@ export interface BenchDatabase {
    */
   vacuum(): Promise<void>;
   /**
+   * Writes out what the phases before left dirty (CHECKPOINT, a superuser's or pg_checkpoint's),
+   * so that a phase on another database of the machine does not run beside the checkpoint their
+   * WAL triggers.
+   */
+  checkpoint(): Promise<void>;
+  /**
    * When each of these events' transactions committed (ms since the epoch), from the commit
    * timestamps Postgres keeps when `track_commit_timestamp` is on; undefined when it is off.
    */
@@ -41,6 +47,9 @@ export async function createBenchDatabase(serverUrl: string): Promise<BenchDatab
     version,
     async vacuum() {
       await sql`vacuum (analyze)`.execute(database.db);
+    },
+    async checkpoint() {
+      await sql`checkpoint`.execute(database.db);
     },
     async commitTimes(eventIds) {
       const { rows: on } = await sql<{ on: string }>`select current_setting('track_commit_timestamp') as on`.execute(database.db);
