@@ -258,17 +258,16 @@ export async function heldRate(
   // Held at the top of the ladder, it climbs on by the ladder's last gap, up to twice its top:
   // the figure is where the rate stops holding, not where the ladder ends (round 24: the service
   // and raw Socket.IO both held the top rung, 150k, and the ratio read 1.003).
-  const rungs = [...ladder];
   const gap = ladder.length > 1 ? ladder.at(-1)! - ladder.at(-2)! : ladder[0]!;
   const limit = 2 * ladder.at(-1)!;
-  for (let i = 0; i < rungs.length; i++) {
-    const target = rungs[i]!;
+  const rungs = [...ladder];
+  for (let t = ladder.at(-1)! + gap; t <= limit; t += gap) rungs.push(t);
+  for (const target of rungs) {
     if (!(await attempt(target))) {
       missed = target;
       break;
     }
     lastHeld = target;
-    if (i === rungs.length - 1 && target + gap <= limit) rungs.push(target + gap);
     await sleep(500);
   }
   for (let i = 0; missed !== undefined && i < refine; i++) {
