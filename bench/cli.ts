@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { sql, type Kysely } from 'kysely';
 import { openDatabase } from '../src/db/database.js';
 import type { DB } from '../src/db/schema.js';
+import { drainTimeAlerts } from '../src/jobs/alerts.js';
 import { pgIngestCeiling } from './ceilings/pg-ingest.js';
 import { startRawSocketIo } from './ceilings/raw-socketio.js';
 import { buildAudience, closeAudience, fixedRate, heldRate, rawEmitter, serviceEmitter, type HeldRate } from './e2e.js';
@@ -178,6 +179,14 @@ async function main(): Promise<BenchResult> {
     await bench!.checkpoint();
     const world = await openDatabase({ url: options!.worldUrl, poolSize: 2, statementTimeoutMs: 600_000 });
     try {
+      // A world that sat without a service gathered the alerts its orders' at-risk and due instants
+      // called for meanwhile; a fresh service's first ticks would raise them inside the timed
+      // requests (round 25: the late list's first page, timed first). With a service always on it,
+      // as in production, they are raised within a tick: catch them up the same way first.
+      let caughtUp = 0;
+      let raised: number;
+      while ((raised = await drainTimeAlerts(world)) > 0) caughtUp += raised;
+      progress.log(`world: ${caughtUp} time alerts caught up before the queries`);
       const { rows } = await sql<{ orders: number; customers: number; factories: number }>`
         select (select count(*)::int from orders) as orders, (select count(*)::int from customers) as customers,
                (select count(*)::int from factories) as factories`.execute(world.db);

@@ -127,24 +127,32 @@ export async function raiseTimeAlerts(
   });
 }
 
-/** Runs the alert pass every `everyMs` on this instance; returns a stop function. */
+/**
+ * Raises what time alone has caused since the last pass: short passes until none is left to
+ * announce (a backlog after an outage or a bulk load), at most 100 of them so that one call ends.
+ * Each call starts from the beginning: an order can become late or at risk at an instant a drain
+ * had already passed. The alerts raised.
+ */
+export async function drainTimeAlerts(database: Database, afterRaise: () => void = () => {}): Promise<number> {
+  let from: AlertCursor = {};
+  let total = 0;
+  for (let pass = 0; pass < 100; pass++) {
+    const { raised, next } = await raiseTimeAlerts(database, new Date(), PASS, from);
+    if (!raised) break;
+    total += raised;
+    from = next;
+    afterRaise();
+  }
+  return total;
+}
+
+/** Runs the alert drain every `everyMs` on this instance; returns a stop function. */
 export function scheduleAlerts(database: Database, everyMs: number, afterRaise: () => void, onError: (err: unknown) => void) {
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
     running = true;
-    (async () => {
-      // Short passes until none is left to announce (a backlog after an outage or a bulk load),
-      // at most 100 per tick so that one tick ends. Each tick starts from the beginning: an order
-      // can become late or at risk at an instant a drain had already passed.
-      let from: AlertCursor = {};
-      for (let pass = 0; pass < 100; pass++) {
-        const { raised, next } = await raiseTimeAlerts(database, new Date(), PASS, from);
-        if (!raised) break;
-        from = next;
-        afterRaise();
-      }
-    })()
+    drainTimeAlerts(database, afterRaise)
       .catch(onError)
       .finally(() => (running = false));
   }, everyMs);
