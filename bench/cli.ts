@@ -181,8 +181,8 @@ async function main(): Promise<BenchResult> {
     try {
       // A world that sat without a service gathered the alerts its orders' at-risk and due instants
       // called for meanwhile; a fresh service's first ticks would raise them inside the timed
-      // requests (round 25: the late list's first page, timed first). With a service always on it,
-      // as in production, they are raised within a tick: catch them up the same way first.
+      // requests (change 81). With a service always on it, as in production, they are raised
+      // within a tick: catch them up the same way first.
       let caughtUp = 0;
       let raised: number;
       while ((raised = await drainTimeAlerts(world)) > 0) caughtUp += raised;
